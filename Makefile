@@ -1,0 +1,73 @@
+# slipway.django: controller set-up, demo and tests.
+# Every target installs what it needs itself (as root on Debian 12).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
+MOLECULE_SCENARIOS ?= default
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+.PHONY: venv
+venv: $(VENV)/.installed $(COLLECTION_LINK) ## Create .venv/ with the pinned controller tools
+
+.PHONY: host
+host: ## Install podman, runc, debootstrap and the test databases; configure podman
+	bash tests/testbed/setup-host.sh
+
+.PHONY: image
+image: host ## Build (or reuse) the local systemd base image
+	bash tests/testbed/build-image.sh >/dev/null
+
+.PHONY: demo
+demo: venv image ## Start the demo host and deploy the example app onto it
+	bash tests/testbed/demo.sh
+
+.PHONY: demo-destroy
+demo-destroy: ## Remove the demo container
+	-podman rm -f -t 5 slipway-demo
+
+.PHONY: lint
+lint: venv ## ansible-lint (production profile), yamllint, ruff, ansible-test sanity
+	yamllint -s .
+	ansible-lint --offline --profile production
+	ruff check .
+	bash tests/sanity.sh
+
+.PHONY: unit
+unit: venv ## Unit tests of the plugins
+	pytest -q tests/unit
+
+.PHONY: integration
+integration: venv host ## Integration tests against real PostgreSQL and MariaDB servers
+	pytest -q tests/integration
+
+.PHONY: molecule
+molecule: venv image ## Molecule scenarios on podman systemd hosts
+	set -e; for scenario in $(MOLECULE_SCENARIOS); do molecule test -s $$scenario; done
+
+.PHONY: test
+test: lint unit integration molecule ## The whole test suite (what CI runs)
+
+.PHONY: build
+build: venv ## Build the collection tarball
+	ansible-galaxy collection build --force --output-path .cache/dist
