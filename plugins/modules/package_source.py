@@ -1,0 +1,345 @@
+#!/usr/bin/python
+# Copyright: slipway developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: package_source
+short_description: Package an app's source into a reproducible release archive on the controller
+version_added: "0.1.0"
+description:
+  - Turns O(source) (a directory, a C(.tar.gz)/C(.tgz)/C(.tar) archive, or a git repository URL
+    with O(version)) into a tar.gz archive whose content, file order, owners and times are
+    fixed, so that the same source always gives the same archive and the same release id.
+  - The release id is derived from the content (a directory or archive) or from the resolved
+    commit (git), so deploying unchanged code again changes nothing.
+  - Runs on the controller (C(delegate_to: localhost)).
+author:
+  - slipway developers
+options:
+  source:
+    description:
+      - A directory or archive on the controller, or a git repository URL
+        (C(https://...), C(ssh://...), C(git@host:path), C(file://...) or a path ending in C(.git)).
+    type: str
+    required: true
+  version:
+    description:
+      - For a git source, the branch, tag or commit to package. Ignored for other sources.
+    type: str
+    default: HEAD
+  dest:
+    description:
+      - Directory on the controller where archives (and git mirrors) are kept.
+    type: path
+    required: true
+  exclude:
+    description:
+      - Shell patterns of paths (relative to the source root) or file names left out of the
+        archive.
+    type: list
+    elements: str
+    default: [".git", "__pycache__", "*.pyc", ".venv", "venv", ".env", "*.sqlite3", "node_modules",
+              ".pytest_cache", ".mypy_cache", ".ruff_cache"]
+  requirements:
+    description:
+      - Path of the pip requirements file inside the source; its digest is returned so that
+        wheels can be cached per requirements.
+    type: str
+    default: requirements.txt
+attributes:
+  check_mode:
+    support: full
+    details: Computes the release id and reports the archive it would write, without writing it.
+  diff_mode:
+    support: none
+notes:
+  - A git source needs the C(git) command on the controller.
+"""
+
+EXAMPLES = r"""
+- name: Package the app from a directory
+  slipway.django.package_source:
+    source: "{{ playbook_dir }}/../examples/app"
+    dest: "{{ lookup('env', 'HOME') }}/.cache/slipway/releases/mes"
+  delegate_to: localhost
+  run_once: true
+  register: release
+
+- name: Package a tag from a git repository
+  slipway.django.package_source:
+    source: https://git.example.com/acme/mes.git
+    version: v1.4.2
+    dest: /var/cache/slipway/mes
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+release_id:
+  description: Id of the release, derived from the content or the commit.
+  returned: always
+  type: str
+  sample: 3f2a9c1b7d0e
+archive:
+  description: Path of the archive on the controller.
+  returned: always
+  type: str
+  sample: /root/.cache/slipway/releases/mes/3f2a9c1b7d0e.tar.gz
+digest:
+  description: SHA-256 of the packaged content (file names, modes and contents).
+  returned: always
+  type: str
+  sample: 3f2a9c1b7d0e5d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c
+source_type:
+  description: What the source was.
+  returned: always
+  type: str
+  sample: directory
+commit:
+  description: The git commit packaged (for a directory, the commit of its repository if any).
+  returned: always
+  type: str
+  sample: 9fceb02d0ae598e95dc970b74767f19372d61af8
+branch:
+  description: The branch packaged, when known.
+  returned: always
+  type: str
+  sample: main
+dirty:
+  description: Whether a directory source had changes not committed to its git repository.
+  returned: always
+  type: bool
+  sample: false
+requirements_digest:
+  description: SHA-256 of the requirements file (empty when the source has none).
+  returned: always
+  type: str
+  sample: 1b4f0e9851971998e732078544c96b36c3d01cedf7caa332359d6f1d83567014
+files:
+  description: Number of files in the archive.
+  returned: always
+  type: int
+  sample: 42
+"""
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:)|\.git/?$")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+CHUNK = 1024 * 1024
+
+
+class SourceError(Exception):
+    """A source that cannot be packaged; the message says why and what to do."""
+
+
+def is_excluded(relpath: str, patterns: list[str]) -> bool:
+    name = relpath.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(relpath, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def walk_files(root: str, patterns: list[str]) -> list[str]:
+    """Relative paths of the files to package, sorted, excluded ones left out."""
+    found = []
+    for current, dirs, files in os.walk(root):
+        rel_dir = os.path.relpath(current, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirs[:] = sorted(d for d in dirs if not is_excluded(rel_dir + d, patterns))
+        for name in files:
+            relpath = rel_dir + name
+            full = os.path.join(current, name)
+            if is_excluded(relpath, patterns) or not (os.path.isfile(full) or os.path.islink(full)):
+                continue
+            found.append(relpath)
+    return sorted(found)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(root: str, files: list[str]) -> str:
+    digest = hashlib.sha256()
+    for relpath in files:
+        full = os.path.join(root, relpath)
+        if os.path.islink(full):
+            content = "link:" + os.readlink(full)
+            executable = False
+        else:
+            content = file_sha256(full)
+            executable = os.access(full, os.X_OK)
+        digest.update(f"{relpath}\0{int(executable)}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def write_archive(root: str, files: list[str], archive: str) -> None:
+    """A tar.gz with fixed order, owners, modes and times, written atomically."""
+    directory = os.path.dirname(archive)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tar.gz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with (gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+                  tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar):
+                for relpath in files:
+                    full = os.path.join(root, relpath)
+                    info = tar.gettarinfo(full, arcname=relpath)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
+                    info.mtime = 0
+                    if info.isreg():
+                        info.mode = 0o755 if os.access(full, os.X_OK) else 0o644
+                        with open(full, "rb") as handle:
+                            tar.addfile(info, handle)
+                    else:
+                        tar.addfile(info)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, archive)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run_git(args: list[str], cwd: str | None = None) -> str:
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                check=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except FileNotFoundError as exc:
+        raise SourceError("git is not installed on the controller; install it (apt-get install"
+                          " git) or deploy from a directory") from exc
+    except subprocess.CalledProcessError as exc:
+        raise SourceError(f"git {' '.join(args)} failed: {exc.stderr.strip()}") from exc
+    return result.stdout.strip()
+
+
+def directory_git_info(root: str) -> tuple[str, str, bool]:
+    """Commit, branch and dirtiness of the repository holding a directory, if any."""
+    if shutil.which("git") is None:
+        return "", "", False
+    probe = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                           text=True)
+    if probe.returncode != 0:
+        return "", "", False
+    commit = probe.stdout.strip()
+    branch = run_git(["-C", root, "rev-parse", "--abbrev-ref", "HEAD"])
+    dirty = bool(run_git(["-C", root, "status", "--porcelain", "--", "."]))
+    return commit, "" if branch == "HEAD" else branch, dirty
+
+
+def extract_archive(path: str, into: str) -> str:
+    """Extract an archive safely; return the source root (its single top directory if any)."""
+    with tarfile.open(path) as tar:
+        tar.extractall(into, filter="data")
+    entries = os.listdir(into)
+    if len(entries) == 1 and os.path.isdir(os.path.join(into, entries[0])):
+        return os.path.join(into, entries[0])
+    return into
+
+
+def git_checkout(url: str, version: str, cache: str, into: str) -> tuple[str, str]:
+    """Resolve version in a cached mirror of url and export that commit into a directory."""
+    mirror = os.path.join(cache, "git", hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
+    if os.path.isdir(mirror):
+        run_git(["--git-dir", mirror, "fetch", "--prune", "--tags", "origin",
+                 "+refs/heads/*:refs/heads/*"])
+    else:
+        os.makedirs(os.path.dirname(mirror), exist_ok=True)
+        run_git(["clone", "--mirror", "--quiet", url, mirror])
+    commit = run_git(["--git-dir", mirror, "rev-parse", "--verify", "--quiet",
+                      f"{version}^{{commit}}"])
+    branches = run_git(["--git-dir", mirror, "for-each-ref", "--format=%(refname:short)",
+                        "--points-at", commit, "refs/heads/"]).splitlines()
+    branch = version if version in branches else (branches[0] if len(branches) == 1 else "")
+    data = subprocess.run(["git", "--git-dir", mirror, "archive", "--format=tar", commit],
+                          capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return commit, branch
+
+
+def package(params: dict, check_mode: bool) -> dict:
+    source = params["source"]
+    dest = params["dest"]
+    patterns = params["exclude"]
+    result = {"commit": "", "branch": "", "dirty": False}
+    with tempfile.TemporaryDirectory(prefix="slipway-source-") as scratch:
+        if GIT_URL.search(source) and not os.path.isdir(source):
+            os.makedirs(dest, exist_ok=True)
+            root = os.path.join(scratch, "tree")
+            os.makedirs(root)
+            result["commit"], result["branch"] = git_checkout(source, params["version"], dest,
+                                                              root)
+            result["source_type"] = "git"
+        elif os.path.isdir(source):
+            root = source
+            result["commit"], result["branch"], result["dirty"] = directory_git_info(source)
+            result["source_type"] = "directory"
+        elif os.path.isfile(source) and source.endswith(ARCHIVE_SUFFIXES):
+            root = extract_archive(source, scratch)
+            result["source_type"] = "archive"
+        else:
+            raise SourceError(f"source {source!r} is neither a directory, a .tar.gz/.tgz/.tar "
+                              "archive nor a git repository URL; point app_source at one")
+        files = walk_files(root, patterns)
+        if not files:
+            raise SourceError(f"source {source!r} holds no files once {patterns} are left out")
+        digest = tree_digest(root, files)
+        release_id = digest[:12]
+        requirements = os.path.join(root, params["requirements"])
+        archive = os.path.join(dest, f"{release_id}.tar.gz")
+        changed = not os.path.exists(archive)
+        if changed and not check_mode:
+            os.makedirs(dest, exist_ok=True)
+            write_archive(root, files, archive)
+        result.update(
+            changed=changed,
+            release_id=release_id,
+            archive=archive,
+            digest=digest,
+            files=len(files),
+            requirements_digest=file_sha256(requirements) if os.path.isfile(requirements) else "",
+        )
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "source": {"type": "str", "required": True},
+            "version": {"type": "str", "default": "HEAD"},
+            "dest": {"type": "path", "required": True},
+            "exclude": {"type": "list", "elements": "str",
+                        "default": [".git", "__pycache__", "*.pyc", ".venv", "venv", ".env",
+                                    "*.sqlite3", "node_modules", ".pytest_cache", ".mypy_cache",
+                                    ".ruff_cache"]},
+            "requirements": {"type": "str", "default": "requirements.txt"},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = package(module.params, module.check_mode)
+    except SourceError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
