@@ -1,0 +1,961 @@
+# -*- coding: utf-8 -*-
+# Copyright: slipway developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helper run by the app's own virtualenv python for slipway.django.migrations.
+
+The module (running under the host's python, which may lack Django) sends this file's source to
+``<virtualenv>/bin/python -c``, writes a JSON request on its stdin and reads one JSON object back
+from its stdout. Nothing here imports Django at module level, so the module can also import this
+file to read its source, and the unit tests can exercise the pure planning functions.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+import traceback
+import zlib
+
+# Operations that only create tables or columns: a migration made of these (plus state-only
+# operations) can be proven applied by the presence of what it creates.
+CREATING_OPERATIONS = frozenset(('CreateModel', 'AddField'))
+STATE_ONLY_OPERATIONS = frozenset(('AlterModelOptions', 'AlterModelManagers'))
+# Operations whose database effect cannot be read from the project state.
+OPAQUE_OPERATIONS = frozenset(('RunPython', 'RunSQL', 'SeparateDatabaseAndState'))
+# Operations that touch one model's table without creating or removing tables or columns.
+NEUTRAL_OPERATIONS = frozenset((
+    'AlterModelOptions', 'AlterModelManagers', 'AlterModelTableComment', 'AlterUniqueTogether',
+    'AlterIndexTogether', 'AlterOrderWithRespectTo', 'AddIndex', 'AddIndexConcurrently',
+    'RemoveIndex', 'RemoveIndexConcurrently', 'RenameIndex', 'AddConstraint',
+    'AddConstraintNotValid', 'RemoveConstraint', 'ValidateConstraint',
+))
+# A PostgreSQL table with at least this many rows is "large" for the non-concurrent index check.
+LARGE_TABLE_ROWS = 10000
+LOCK_NAME = 'slipway.django.migrations'
+LOCK_KEY = zlib.crc32(LOCK_NAME.encode('ascii'))
+LOCK_WAIT_SECONDS = 600
+
+
+class HelperError(Exception):
+    """A failure the user can act on; ``kind`` tells the module which input was wrong."""
+
+    def __init__(self, kind, msg, **details):
+        super().__init__(msg)
+        self.kind = kind
+        self.details = details
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers: plain data in, plain data out (unit tested without a database).
+# ---------------------------------------------------------------------------------------------
+
+def label(key):
+    """``('app', '0001_initial')`` -> ``'app.0001_initial'``."""
+    return f'{key[0]}.{key[1]}'
+
+
+def describe_object(obj):
+    """An object key as a human string: ``table app_book`` or ``column app_book.title``."""
+    if obj[0] == 'table':
+        return f'table {obj[1]}'
+    return f'column {obj[1]}.{obj[2]}'
+
+
+def object_exists(obj, schema):
+    """Whether a table or column key exists in ``schema`` ({table: set(columns)}, lowercase)."""
+    columns = schema.get(obj[1].lower())
+    if columns is None:
+        return False
+    if obj[0] == 'table':
+        return True
+    return obj[2].lower() in columns
+
+
+def split_presence(objects, schema):
+    """(present, missing) lists of human strings for a list of object keys."""
+    present = [describe_object(obj) for obj in objects if object_exists(obj, schema)]
+    missing = [describe_object(obj) for obj in objects if not object_exists(obj, schema)]
+    return present, missing
+
+
+def parse_target(text):
+    """``'app'`` -> (app, None); ``'app.0002'`` -> (app, '0002'); ``'app.zero'`` kept as is."""
+    app_label, _, name = text.partition('.')
+    if not app_label:
+        raise HelperError('targets', f'Target {text!r} has no app label; use "app" or '
+                          '"app.migration".')
+    return app_label, (name or None)
+
+
+class History:
+    """The migration graph reduced to plain data, plus the simulated set of recorded rows.
+
+    ``order`` is every migration key in dependency order; ``facts[key]`` holds ``parents``,
+    ``children``, ``creates`` and ``removes`` (object keys), ``operations`` (class names) and
+    ``opaque`` (whether some operation's database effect is unknown).
+    """
+
+    def __init__(self, order, facts, applied):
+        self.order = list(order)
+        self.facts = facts
+        self.applied = set(applied)
+        self.position = dict((key, index) for index, key in enumerate(self.order))
+        self._removed_at = {}
+        for index, key in enumerate(self.order):
+            for obj in facts[key]['removes']:
+                self._removed_at.setdefault(obj, []).append(index)
+
+    def expected_objects(self, key):
+        """Objects ``key`` creates that no later recorded migration removes."""
+        here = self.position[key]
+        expected = []
+        for obj in self.facts[key]['creates']:
+            table = ('table', obj[1])
+            later = self._removed_at.get(obj, []) + (self._removed_at.get(table, [])
+                                                     if obj[0] == 'column' else [])
+            if not any(index > here and self.order[index] in self.applied for index in later):
+                expected.append(obj)
+        return expected
+
+    def fakeable(self, key):
+        """Whether presence of its objects proves ``key`` applied (only create-like operations)."""
+        operations = self.facts[key]['operations']
+        return (any(op in CREATING_OPERATIONS for op in operations)
+                and all(op in CREATING_OPERATIONS or op in STATE_ONLY_OPERATIONS
+                        for op in operations))
+
+    def blockers(self, key):
+        """Operation names that keep ``key`` from being proven by presence alone."""
+        return sorted(set(op for op in self.facts[key]['operations']
+                          if op not in CREATING_OPERATIONS and op not in STATE_ONLY_OPERATIONS))
+
+    def inconsistent(self):
+        """[(dependent, missing dependency)] for recorded migrations whose parent is not."""
+        pairs = []
+        for key in self.order:
+            if key not in self.applied:
+                continue
+            for parent in self.facts[key]['parents']:
+                if parent not in self.applied:
+                    pairs.append((key, parent))
+        return pairs
+
+    def unapplied_ancestors(self, key):
+        """Unrecorded ancestors of ``key``, in dependency order."""
+        found, stack = set(), list(self.facts[key]['parents'])
+        while stack:
+            parent = stack.pop()
+            if parent in found or parent in self.applied:
+                continue
+            found.add(parent)
+            stack.extend(self.facts[parent]['parents'])
+        return sorted(found, key=self.position.get)
+
+    def applied_descendants(self, key):
+        """``key`` and its recorded descendants, in dependency order."""
+        found, stack = set(), [key]
+        while stack:
+            node = stack.pop()
+            if node in found or node not in self.applied:
+                continue
+            found.add(node)
+            stack.extend(self.facts[node]['children'])
+        return sorted(found, key=self.position.get)
+
+    def parents_applied(self, key):
+        return all(parent in self.applied for parent in self.facts[key]['parents'])
+
+
+def _step(action, key, reason, evidence=None):
+    return {'action': action, 'migration': label(key), 'reason': reason,
+            'evidence': list(evidence or [])}
+
+
+def _evidence_lines(present, missing):
+    return [f'{item} exists' for item in present] + [f'{item} is missing' for item in missing]
+
+
+def _absent_and_provable(history, schema, keys):
+    """Why un-recording ``keys`` would not be safe, or None when none of their objects exist."""
+    for key in keys:
+        objects = history.expected_objects(key)
+        present, _ = split_presence(objects, schema)
+        if present:
+            return f'{label(key)} has objects in the database: {", ".join(present)}'
+        if history.facts[key]['opaque']:
+            blockers = ', '.join(history.blockers(key))
+            return f'{label(key)} contains {blockers}, whose effect the schema cannot prove'
+        if not objects:
+            return f'{label(key)} creates no table or column; the schema cannot prove it unapplied'
+    return None
+
+
+def plan_repair(history, schema, force=False):
+    """Repair the recorded history against the live schema.
+
+    Mutates ``history.applied`` to the simulated result and returns a dict with ``steps``
+    (fake_apply / fake_unapply plan entries), ``inconsistent``, ``drift``, ``refused`` and
+    ``warnings``.
+    """
+    steps, refused, warnings, drift = [], [], [], []
+    inconsistent = history.inconsistent()
+    report = {
+        'inconsistent': [{'migration': label(m), 'missing_dependency': label(d)}
+                         for m, d in inconsistent],
+    }
+    handled = set()
+
+    # 1. Missing dependencies whose objects are all there: the rows were lost, record them.
+    missing_deps = []
+    for dependent, _ in inconsistent:
+        for ancestor in history.unapplied_ancestors(dependent):
+            if ancestor not in missing_deps:
+                missing_deps.append(ancestor)
+    for dep in sorted(missing_deps, key=history.position.get):
+        objects = history.expected_objects(dep)
+        present, missing = split_presence(objects, schema)
+        if objects and not missing and history.fakeable(dep) and history.parents_applied(dep):
+            history.applied.add(dep)
+            handled.add(dep)
+            steps.append(_step('fake_apply', dep, 'dependency of a recorded migration; every '
+                               'table and column it creates exists',
+                               _evidence_lines(present, missing)))
+
+    # 2. Dependents none of whose objects exist: un-record them so migrate applies all in order.
+    for dependent, _ in history.inconsistent():
+        if dependent not in history.applied:
+            continue
+        closure = history.applied_descendants(dependent)
+        if _absent_and_provable(history, schema, closure) is None:
+            for key in reversed(closure):
+                present, missing = split_presence(history.expected_objects(key), schema)
+                history.applied.discard(key)
+                handled.add(key)
+                steps.append(_step('fake_unapply', key, 'recorded before its dependencies while '
+                                   'none of its tables or columns exist; migrate re-applies it '
+                                   'in order', _evidence_lines(present, missing)))
+
+    # 3. What is left cannot be proven either way.
+    for dependent, dep in history.inconsistent():
+        dep_present, dep_missing = split_presence(history.expected_objects(dep), schema)
+        own_present, own_missing = split_presence(history.expected_objects(dependent), schema)
+        if force:
+            for ancestor in history.unapplied_ancestors(dependent):
+                history.applied.add(ancestor)
+                handled.add(ancestor)
+                steps.append(_step('fake_apply', ancestor, 'FORCED: recorded without evidence '
+                                   f'so that {label(dependent)} is consistent',
+                                   _evidence_lines(*split_presence(
+                                       history.expected_objects(ancestor), schema))))
+            warnings.append(f'repair=force recorded dependencies of {label(dependent)} as '
+                            'applied without evidence; their tables may be missing')
+            continue
+        blockers = ', '.join(history.blockers(dep))
+        contains = '' if history.fakeable(dep) else f' (contains {blockers})'
+        reason = (f'{label(dependent)} is recorded as applied but its dependency {label(dep)} is '
+                  f'not. {label(dep)}: present [{", ".join(dep_present)}], missing '
+                  f'[{", ".join(dep_missing)}]{contains}. {label(dependent)}: present '
+                  f'[{", ".join(own_present)}], missing [{", ".join(own_missing)}]. Neither "all '
+                  "of the dependency's objects exist\" nor \"none of the dependent's objects "
+                  'exist" holds, so safe repair will not guess. Inspect the schema, then record '
+                  f'or apply {label(dep)} by hand, or use repair=force.')
+        refused.append({'migration': label(dependent), 'reason': reason,
+                        'present': dep_present + own_present,
+                        'missing': dep_missing + own_missing})
+
+    # 4. Drift between recorded rows and the schema.
+    for key in history.order:
+        if key in handled:
+            continue
+        objects = history.expected_objects(key)
+        if not objects:
+            continue
+        present, missing = split_presence(objects, schema)
+        if key in history.applied and missing:
+            entry = {'migration': label(key), 'recorded': True, 'present': present,
+                     'missing': missing}
+            closure = history.applied_descendants(key)
+            why_not = None if not present else 'some of its objects exist'
+            if why_not is None:
+                why_not = _absent_and_provable(history, schema, closure)
+            if why_not is None:
+                for node in reversed(closure):
+                    node_present, node_missing = split_presence(
+                        history.expected_objects(node), schema)
+                    history.applied.discard(node)
+                    handled.add(node)
+                    steps.append(_step('fake_unapply', node, 'recorded as applied but none of '
+                                       'its tables or columns exist; migrate re-applies it',
+                                       _evidence_lines(node_present, node_missing)))
+                entry['reason'] = 'recorded as applied but none of its objects exist'
+                entry['repair'] = 'fake_unapply'
+            else:
+                entry['reason'] = ('recorded as applied but objects are missing; left as is '
+                                   f'because {why_not}')
+                entry['repair'] = None
+                warnings.append('{}: {}'.format(label(key), entry['reason']))
+            drift.append(entry)
+        elif key not in history.applied and present:
+            entry = {'migration': label(key), 'recorded': False, 'present': present,
+                     'missing': missing, 'repair': None}
+            if missing:
+                entry['reason'] = ('not recorded and only some of its objects exist; applying '
+                                   'it would fail and recording it would hide the missing ones')
+            elif not history.fakeable(key):
+                blockers = ', '.join(history.blockers(key))
+                entry['reason'] = (f'not recorded although its objects exist, but it contains '
+                                   f'{blockers}, which the schema cannot prove applied')
+            elif not history.parents_applied(key):
+                entry['reason'] = ('not recorded although its objects exist, but its '
+                                   'dependencies are not applied yet')
+            else:
+                history.applied.add(key)
+                handled.add(key)
+                entry['reason'] = 'not recorded but every table and column it creates exists'
+                entry['repair'] = 'fake_apply'
+                steps.append(_step('fake_apply', key, entry['reason'],
+                                   _evidence_lines(present, missing)))
+            drift.append(entry)
+
+    report.update({'steps': steps, 'drift': drift, 'refused': refused, 'warnings': warnings})
+    return report
+
+
+def blocked_pending(drift, pending_labels):
+    """Refusals for pending migrations that drift shows would fail (objects already there)."""
+    pending = set(pending_labels)
+    refused = []
+    for entry in drift:
+        if not entry['recorded'] and entry['repair'] is None and entry['migration'] in pending:
+            refused.append({
+                'migration': entry['migration'],
+                'reason': f'{entry["migration"]} is pending but {entry["reason"]}. Present: '
+                          f'[{", ".join(entry["present"])}]; missing: '
+                          f'[{", ".join(entry["missing"])}]. Drop or rename the stray objects '
+                          'after checking their data, or record the migration by hand once the '
+                          'schema matches it.',
+                'present': entry['present'], 'missing': entry['missing']})
+    return refused
+
+
+def finding_from_candidate(candidate, rows, null_rows, vendor):
+    """Turn a lint candidate plus live row counts into a finding, or None when harmless."""
+    kind, table = candidate['kind'], candidate.get('table')
+    where = '' if table is None else f' on table {table} ({rows} rows)'
+    finding = {'migration': candidate['migration'], 'operation': candidate['operation'],
+               'table': table, 'rows': rows}
+    if kind == 'review':
+        finding.update(risk='review', reason='{} runs arbitrary code or SQL; its effect on a live '
+                       'database is unknown: review it'.format(candidate['operation_name']))
+    elif kind == 'not_null_no_default':
+        if not rows:
+            return None
+        finding.update(risk='high', reason='adds NOT NULL column {} without a default{}: the '
+                       'existing rows make it fail; add a default or make it nullable, then '
+                       'backfill'.format(candidate['column'], where))
+    elif kind == 'set_not_null':
+        if not rows:
+            return None
+        finding.update(risk='high' if null_rows else 'medium',
+                       reason='makes column {} NOT NULL{}, {} of them NULL; it fails on NULLs '
+                       'and locks the table while checking'.format(candidate['column'], where,
+                                                                null_rows))
+    elif kind in ('remove_column', 'remove_table', 'rename_column', 'rename_table'):
+        verb = {'remove_column': 'removes column {}'.format(candidate.get('column')),
+                'remove_table': 'drops the table',
+                'rename_column': 'renames column {}'.format(candidate.get('column')),
+                'rename_table': 'renames the table'}[kind]
+        finding.update(risk='high', reason=f'{verb}{where} while older code may still use it '
+                       'during a rolling deploy; deploy code that stops using it first')
+    elif kind == 'alter_type':
+        if not rows:
+            return None
+        finding.update(risk='high', reason=f'changes the type of column {candidate["column"]}'
+                       f'{where}: the table may be rewritten under an exclusive lock, and values '
+                       'may not convert')
+    elif kind == 'index':
+        if vendor != 'postgresql' or (rows or 0) < LARGE_TABLE_ROWS:
+            return None
+        finding.update(risk='medium', reason=f'adds an index without CONCURRENTLY{where}: '
+                       'writes are blocked while it builds; use AddIndexConcurrently in a '
+                       'non-atomic migration')
+    elif kind == 'unique':
+        if not rows:
+            return None
+        finding.update(risk='medium', reason=f'adds a unique constraint{where}: it fails on '
+                       'duplicate values and locks the table while it is built')
+    elif kind == 'unapply_data':
+        if not rows:
+            return None
+        finding.update(risk='high',
+                       reason=f'unapplying it {candidate["detail"]}{where}: that data is lost')
+    else:
+        return None
+    return finding
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading migrations: operations replayed against the project state before them.
+# ---------------------------------------------------------------------------------------------
+
+def _default_table(app_label, model_name, connection):
+    from django.db.backends.utils import truncate_name
+    return truncate_name(f'{app_label}_{model_name.lower()}',
+                         connection.ops.max_name_length())
+
+
+def _model_table(app_label, model_name, options, connection):
+    """The table of a model, or None when the model has none of its own (proxy, unmanaged)."""
+    if options.get('proxy') or not options.get('managed', True):
+        return None
+    return options.get('db_table') or _default_table(app_label, model_name, connection)
+
+
+def _state_table(state, app_label, model_name, connection):
+    model = state.models.get((app_label, model_name.lower()))
+    if model is None:
+        return None
+    return _model_table(model.app_label, model.name, model.options, connection)
+
+
+def _field_column(name, field):
+    """The column a field stores in its model's table, or None (many-to-many, composite)."""
+    from django.db import models
+    if getattr(field, 'many_to_many', False) or type(field).__name__ in (
+            'CompositePrimaryKey', 'ForeignObject', 'GenericRelation'):
+        return None
+    if field.db_column:
+        return field.db_column
+    if isinstance(field, models.ForeignKey):
+        return f'{name}_id'
+    return name
+
+
+def _m2m_table(table, name, field, connection):
+    """The auto-created through table of a many-to-many field, or None if it has its own model."""
+    from django.db.backends.utils import truncate_name
+    if not getattr(field, 'many_to_many', False) or table is None:
+        return None
+    if getattr(field.remote_field, 'through', None):
+        return None
+    if field.db_table:
+        return field.db_table
+    return truncate_name(f'{table}_{name}', connection.ops.max_name_length())
+
+
+def _field_objects(table, name, field, connection):
+    if table is None:
+        return []
+    column = _field_column(name, field)
+    if column is not None:
+        return [('column', table, column)]
+    through = _m2m_table(table, name, field, connection)
+    return [('table', through)] if through else []
+
+
+def _has_default(field):
+    from django.db.models import NOT_PROVIDED
+    return field.has_default() or getattr(field, 'db_default', NOT_PROVIDED) is not NOT_PROVIDED
+
+
+def _type_signature(field):
+    path, _, kwargs = field.deconstruct()[1:]
+    return (path, kwargs.get('max_length'), kwargs.get('max_digits'),
+            kwargs.get('decimal_places'))
+
+
+def _lint_add_field(app_label, op, table, field, connection):
+    candidates = []
+    column = _field_column(op.name, field)
+    if column is None:
+        return candidates
+    if not field.null and not _has_default(field) and not getattr(field, 'primary_key', False) \
+            and type(field).__name__ != 'GeneratedField':
+        candidates.append({'kind': 'not_null_no_default', 'table': table, 'column': column})
+    if field.unique and not getattr(field, 'primary_key', False):
+        candidates.append({'kind': 'unique', 'table': table, 'column': column})
+    elif field.db_index:
+        candidates.append({'kind': 'index', 'table': table, 'column': column})
+    return candidates
+
+
+def _lint_alter_field(old_field, new_field, table, name):
+    candidates = []
+    column = _field_column(name, new_field)
+    if column is None or old_field is None:
+        return candidates
+    if _type_signature(old_field) != _type_signature(new_field):
+        candidates.append({'kind': 'alter_type', 'table': table, 'column': column})
+    if old_field.null and not new_field.null:
+        candidates.append({'kind': 'set_not_null', 'table': table, 'column': column})
+    if new_field.unique and not old_field.unique:
+        candidates.append({'kind': 'unique', 'table': table, 'column': column})
+    elif new_field.db_index and not old_field.db_index:
+        candidates.append({'kind': 'index', 'table': table, 'column': column})
+    return candidates
+
+
+def operation_effects(op, app_label, state, connection):
+    """What one operation creates and removes, and what the preflight should look at.
+
+    Reads ``state`` (the project state just before ``op``) and does not change it.
+    """
+    name = type(op).__name__
+    creates, removes, lint, unapply = [], [], [], []
+    opaque = False
+    if name == 'CreateModel':
+        table = _model_table(app_label, op.name, op.options, connection)
+        if table:
+            creates.append(('table', table))
+            for field_name, field in op.fields:
+                creates.extend(_field_objects(table, field_name, field, connection))
+            unapply.append({'kind': 'unapply_data', 'table': table,
+                            'detail': 'drops the table'})
+    elif name == 'AddField':
+        table = _state_table(state, app_label, op.model_name, connection)
+        creates.extend(_field_objects(table, op.name, op.field, connection))
+        if table:
+            lint.extend(_lint_add_field(app_label, op, table, op.field, connection))
+            column = _field_column(op.name, op.field)
+            if column:
+                unapply.append({'kind': 'unapply_data', 'table': table,
+                                'detail': f'drops column {column}'})
+    elif name == 'RemoveField':
+        table = _state_table(state, app_label, op.model_name, connection)
+        model = state.models.get((app_label, op.model_name_lower))
+        field = model.fields.get(op.name) if model else None
+        if table and field is not None:
+            removes.extend(_field_objects(table, op.name, field, connection))
+            lint.append({'kind': 'remove_column', 'table': table,
+                         'column': _field_column(op.name, field)})
+    elif name in ('RenameField', 'AlterField'):
+        table = _state_table(state, app_label, op.model_name, connection)
+        model = state.models.get((app_label, op.model_name_lower))
+        old_name = op.old_name if name == 'RenameField' else op.name
+        new_name = op.new_name if name == 'RenameField' else op.name
+        old_field = model.fields.get(old_name) if model else None
+        new_field = old_field if name == 'RenameField' else op.field
+        if table and old_field is not None:
+            old_objects = _field_objects(table, old_name, old_field, connection)
+            new_objects = _field_objects(table, new_name, new_field, connection)
+            if old_objects != new_objects:
+                removes.extend(old_objects)
+                creates.extend(new_objects)
+                if name == 'RenameField':
+                    lint.append({'kind': 'rename_column', 'table': table,
+                                 'column': _field_column(old_name, old_field)})
+            if name == 'AlterField':
+                lint.extend(_lint_alter_field(old_field, new_field, table, new_name))
+    elif name == 'DeleteModel':
+        table = _state_table(state, app_label, op.name, connection)
+        if table:
+            removes.append(('table', table))
+            model = state.models[(app_label, op.name_lower)]
+            for field_name, field in model.fields.items():
+                through = _m2m_table(table, field_name, field, connection)
+                if through:
+                    removes.append(('table', through))
+            lint.append({'kind': 'remove_table', 'table': table})
+    elif name in ('RenameModel', 'AlterModelTable'):
+        model_name = op.old_name if name == 'RenameModel' else op.name
+        model = state.models.get((app_label, model_name.lower()))
+        old_table = _state_table(state, app_label, model_name, connection)
+        if model is not None and old_table:
+            if name == 'RenameModel':
+                new_table = _model_table(app_label, op.new_name, model.options, connection)
+            else:
+                new_table = op.table or _default_table(app_label, model.name, connection)
+            if new_table != old_table:
+                removes.append(('table', old_table))
+                creates.append(('table', new_table))
+                lint.append({'kind': 'rename_table', 'table': old_table})
+    elif name in ('AddIndex', 'AlterIndexTogether'):
+        table = _state_table(state, app_label, op.model_name if name == 'AddIndex' else op.name,
+                             connection)
+        if table:
+            lint.append({'kind': 'index', 'table': table})
+    elif name in ('AddConstraint', 'AlterUniqueTogether'):
+        table = _state_table(state, app_label, op.model_name if name == 'AddConstraint'
+                             else op.name, connection)
+        constraint = getattr(op, 'constraint', None)
+        if table and (name == 'AlterUniqueTogether' or type(constraint).__name__ ==
+                      'UniqueConstraint'):
+            lint.append({'kind': 'unique', 'table': table})
+    elif name in OPAQUE_OPERATIONS:
+        opaque = name != 'SeparateDatabaseAndState' or bool(op.database_operations)
+        if opaque:
+            lint.append({'kind': 'review', 'table': None})
+    elif name not in NEUTRAL_OPERATIONS:
+        opaque = True
+        lint.append({'kind': 'review', 'table': None})
+    return {'name': name, 'creates': creates, 'removes': removes, 'lint': lint,
+            'unapply': unapply, 'opaque': opaque}
+
+
+def read_migrations(loader, connection):
+    """Walk every migration in dependency order, replaying its operations on one project state.
+
+    Returns (order, facts, lint) where lint[key] lists preflight candidates per migration.
+    """
+    from django.db.migrations.state import ProjectState
+
+    graph = loader.graph
+    order, seen = [], set()
+    for leaf in sorted(graph.leaf_nodes()):
+        for key in graph.forwards_plan(leaf):
+            if key not in seen:
+                seen.add(key)
+                order.append(key)
+    state = ProjectState(real_apps=loader.unmigrated_apps)
+    facts, lint = {}, {}
+    for key in order:
+        migration = graph.nodes[key]
+        node = graph.node_map[key]
+        entry = {'parents': sorted(parent.key for parent in node.parents),
+                 'children': sorted(child.key for child in node.children),
+                 'creates': [], 'removes': [], 'operations': [], 'opaque': False}
+        candidates, unapply = [], []
+        for op in migration.operations:
+            effects = operation_effects(op, migration.app_label, state, connection)
+            entry['operations'].append(effects['name'])
+            entry['creates'].extend(effects['creates'])
+            entry['removes'].extend(effects['removes'])
+            entry['opaque'] = entry['opaque'] or effects['opaque']
+            described = _describe_operation(op)
+            for candidate in effects['lint']:
+                candidate.update(migration=label(key), operation=described,
+                                 operation_name=effects['name'])
+                candidates.append(candidate)
+            for candidate in effects['unapply']:
+                candidate.update(migration=label(key), operation=described,
+                                 operation_name=effects['name'])
+                unapply.append(candidate)
+            op.state_forwards(migration.app_label, state)
+        facts[key] = entry
+        lint[key] = {'forwards': candidates, 'backwards': unapply}
+    return order, facts, lint
+
+
+def _describe_operation(op):
+    try:
+        return f'{type(op).__name__}: {op.describe()}'
+    except Exception:  # a custom operation's describe() must not break the diagnosis
+        return type(op).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# The live database.
+# ---------------------------------------------------------------------------------------------
+
+def live_schema(connection):
+    """{table (lowercase): set of column names (lowercase)} for the connection's schema."""
+    schema = {}
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor, include_views=True):
+            schema[table.lower()] = set()
+        if connection.vendor == 'postgresql':
+            cursor.execute(
+                "SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a "
+                "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+                "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 "
+                "AND NOT a.attisdropped AND pg_catalog.pg_table_is_visible(c.oid)")
+            rows = cursor.fetchall()
+        elif connection.vendor == 'mysql':
+            cursor.execute("SELECT table_name, column_name FROM information_schema.columns "
+                           "WHERE table_schema = DATABASE()")
+            rows = cursor.fetchall()
+        else:
+            rows = []
+            for table in list(schema):
+                for column in connection.introspection.get_table_description(cursor, table):
+                    rows.append((table, column.name))
+        for table, column in rows:
+            if table.lower() in schema:
+                schema[table.lower()].add(column.lower())
+    return schema
+
+
+def count_rows(connection, table, column=None):
+    """Exact row count of ``table`` (rows where ``column`` IS NULL when given)."""
+    quote = connection.ops.quote_name
+    sql = f'SELECT COUNT(*) FROM {quote(table)}'
+    if column:
+        sql += f' WHERE {quote(column)} IS NULL'
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+@contextlib.contextmanager
+def advisory_lock(connection):
+    """Hold a per-database lock for the whole run so two runs never interleave."""
+    if connection.vendor == 'postgresql':
+        acquire = ('SELECT pg_try_advisory_lock(%s)', [LOCK_KEY])
+        release = ('SELECT pg_advisory_unlock(%s)', [LOCK_KEY])
+    elif connection.vendor == 'mysql':
+        name = ('{}:{}'.format(LOCK_NAME, connection.settings_dict['NAME']))[:64]
+        acquire = ('SELECT GET_LOCK(%s, 0)', [name])
+        release = ('SELECT RELEASE_LOCK(%s)', [name])
+    else:
+        with _file_lock(connection):
+            yield
+        return
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(*acquire)
+            if cursor.fetchone()[0] == 1:
+                break
+        if time.monotonic() > deadline:
+            raise HelperError('lock', 'Another run of slipway.django.migrations has held the '
+                              f'migration lock on this database for more than '
+                              f'{LOCK_WAIT_SECONDS} seconds; wait for it to finish or find the '
+                              'session holding it.')
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(*release)
+
+
+@contextlib.contextmanager
+def _file_lock(connection):
+    """SQLite: an flock on a file next to the database file."""
+    import fcntl
+    name = str(connection.settings_dict['NAME'])
+    if not name or name == ':memory:' or name.startswith('file:'):
+        yield
+        return
+    with open(name + '.slipway-migrations.lock', 'a') as handle:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise HelperError('lock', f'Another run holds {handle.name}; wait for it '
+                                      'to finish.') from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run: diagnose, plan, and apply unless in check mode.
+# ---------------------------------------------------------------------------------------------
+
+def setup_django(request):
+    project_path = request['project_path']
+    sys.path.insert(0, project_path)
+    os.chdir(project_path)
+    if not os.environ.get('DJANGO_SETTINGS_MODULE'):
+        raise HelperError('settings', 'DJANGO_SETTINGS_MODULE is not set; pass settings, e.g. '
+                          'settings: config.settings.')
+    try:
+        import django
+    except ImportError as exc:
+        raise HelperError('virtualenv', f'Django cannot be imported by {sys.executable} '
+                          f'({exc}); point virtualenv at the virtualenv the app runs with.'
+                          ) from None
+    try:
+        django.setup()
+    except Exception as exc:
+        module_name = os.environ['DJANGO_SETTINGS_MODULE']
+        raise HelperError('settings', f'Django settings {module_name!r} failed to load: '
+                          f'{type(exc).__name__}: {exc}. Check settings and environment '
+                          '(SECRET_KEY, DATABASE_URL...).') from None
+    return django.get_version()
+
+
+def open_connection(alias):
+    from django.db import connections
+    if alias not in connections.settings:
+        known = ', '.join(sorted(connections.settings))
+        raise HelperError('database', f'Database alias {alias!r} is not in DATABASES (found: '
+                          f'{known}).')
+    connection = connections[alias]
+    try:
+        connection.ensure_connection()
+    except Exception as exc:
+        settings = connection.settings_dict
+        raise HelperError('database', 'Cannot connect to database {!r} ({} {} on {}): {}. Check '
+                          'that the server runs and that the credentials in the environment '
+                          'are right.'.format(alias, connection.vendor, settings.get('NAME'),
+                                          settings.get('HOST') or 'localhost',
+                                          str(exc).strip())) from None
+    return connection
+
+
+def resolve_targets(loader, texts):
+    """Migrate targets as executor keys; no texts means every leaf."""
+    if not texts:
+        return loader.graph.leaf_nodes()
+    targets = []
+    for text in texts:
+        app_label, name = parse_target(text)
+        if app_label not in loader.migrated_apps:
+            raise HelperError('targets', 'Target {!r}: app {!r} has no migrations (apps with '
+                              'migrations: {}).'.format(text, app_label,
+                                                    ', '.join(sorted(loader.migrated_apps))))
+        if name is None:
+            targets.extend(key for key in loader.graph.leaf_nodes() if key[0] == app_label)
+        elif name == 'zero':
+            targets.append((app_label, None))
+        else:
+            try:
+                migration = loader.get_migration_by_prefix(app_label, name)
+            except Exception as exc:
+                raise HelperError('targets', f'Target {text!r}: {exc}') from None
+            targets.append((app_label, migration.name))
+    return targets
+
+
+def preflight(connection, lint, migrate_plan):
+    """Findings for every dangerous operation in the plan, with live row counts."""
+    schema_tables = set(connection.introspection.table_names())
+    counts, findings = {}, []
+    for migration, backwards in migrate_plan:
+        key = (migration.app_label, migration.name)
+        for candidate in lint[key]['backwards' if backwards else 'forwards']:
+            table = candidate.get('table')
+            if table is not None and table not in schema_tables:
+                continue
+            rows = null_rows = None
+            if table is not None:
+                if table not in counts:
+                    counts[table] = count_rows(connection, table)
+                rows = counts[table]
+                if candidate['kind'] == 'set_not_null' and rows:
+                    null_rows = count_rows(connection, table, candidate['column'])
+            finding = finding_from_candidate(candidate, rows, null_rows, connection.vendor)
+            if finding:
+                findings.append(finding)
+    return findings
+
+
+def record_rows(recorder, loader, key, applied):
+    """Add or remove django_migrations rows for one migration (and what it replaces)."""
+    migration = loader.graph.nodes[key]
+    keys = list(migration.replaces or []) + [key]
+    for app_label, name in keys:
+        if applied:
+            recorder.record_applied(app_label, name)
+        else:
+            recorder.record_unapplied(app_label, name)
+
+
+def run(request):
+    version = setup_django(request)
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.db.migrations.executor import MigrationExecutor
+    from django.db.migrations.recorder import MigrationRecorder
+
+    connection = open_connection(request.get('database') or 'default')
+    with advisory_lock(connection):
+        try:
+            executor = MigrationExecutor(connection)
+        except Exception as exc:
+            raise HelperError('graph', f'Django could not load the migration graph: '
+                              f'{type(exc).__name__}: {exc}. Fix the migration files (a missing '
+                              'or renamed dependency?) before migrating.') from None
+        loader = executor.loader
+        recorder = MigrationRecorder(connection)
+        recorded = sorted(recorder.applied_migrations()) if recorder.has_table() else []
+        order, facts, lint = read_migrations(loader, connection)
+        applied = [key for key in loader.applied_migrations if key in facts]
+        history = History(order, facts, applied)
+        schema = live_schema(connection)
+        repair = plan_repair(history, schema, force=request.get('repair') == 'force')
+        if request.get('action') == 'repair':
+            migrate_plan = []
+        else:
+            targets = resolve_targets(loader, request.get('targets') or [])
+            loader.applied_migrations = dict((key, None) for key in history.applied)
+            migrate_plan = executor.migration_plan(targets)
+        plan = list(repair['steps'])
+        for migration, backwards in migrate_plan:
+            plan.append(_step('unapply' if backwards else 'apply',
+                              (migration.app_label, migration.name),
+                              'target is before it' if backwards else 'pending', []))
+        pending = [label((m.app_label, m.name)) for m, backwards in migrate_plan if not backwards]
+        refused = repair['refused'] + blocked_pending(repair['drift'], pending)
+        after = set(recorded)
+        for step in plan:
+            key = tuple(step['migration'].split('.', 1))
+            keys = list(loader.graph.nodes[key].replaces or []) + [key]
+            if step['action'] in ('fake_apply', 'apply'):
+                after.update(keys)
+            else:
+                after.difference_update(keys)
+        result = {
+            'django_version': version, 'vendor': connection.vendor,
+            'inconsistent': repair['inconsistent'], 'drift': repair['drift'], 'plan': plan,
+            'pending': pending, 'refused': refused, 'warnings': repair['warnings'],
+            'unsafe': preflight(connection, lint, migrate_plan), 'applied': [],
+            'recorded_before': [label(key) for key in recorded],
+            'recorded_after': [label(key) for key in sorted(after)],
+        }
+        if (request.get('action') == 'diagnose' or request.get('check_mode') or refused
+                or (result['unsafe'] and request.get('unsafe_operations') == 'fail')):
+            return result
+        fake_steps = [step for step in plan if step['action'].startswith('fake_')]
+        if fake_steps:
+            recorder.ensure_schema()
+            with transaction.atomic(using=connection.alias):
+                for step in fake_steps:
+                    record_rows(recorder, loader, tuple(step['migration'].split('.', 1)),
+                                step['action'] == 'fake_apply')
+        result['repaired'] = True
+        if migrate_plan:
+            output = io.StringIO()
+            try:
+                for target in (request.get('targets') or [None]):
+                    args = [] if target is None else list(parse_target(target))
+                    args = [arg for arg in args if arg is not None]
+                    call_command('migrate', *args, database=connection.alias,
+                                 interactive=False, verbosity=1, stdout=output, stderr=output)
+            except Exception as exc:
+                done = set(recorder.applied_migrations())
+                result['applied'] = [step['migration'] for step in plan
+                                     if step['action'] == 'apply'
+                                     and tuple(step['migration'].split('.', 1)) in done]
+                raise HelperError('migrate', f'migrate failed after applying '
+                                  f'[{", ".join(result["applied"])}]: {type(exc).__name__}: '
+                                  f'{exc}', result=result, output=output.getvalue()) from None
+            result['output'] = output.getvalue()
+        done = set(recorder.applied_migrations())
+        result['applied'] = [step['migration'] for step in plan if step['action'] == 'apply'
+                             and tuple(step['migration'].split('.', 1)) in done]
+        return result
+
+
+def main():
+    """Read the request from stdin, answer with one JSON object on the original stdout."""
+    answer = os.fdopen(os.dup(1), 'w')
+    # Anything the project prints while loading goes to stderr, keeping stdout for the answer.
+    os.dup2(2, 1)
+    try:
+        result = run(json.load(sys.stdin))
+    except HelperError as exc:
+        result = dict(exc.details.pop('result', {}))
+        result.update(exc.details)
+        result.update(failed=True, error=exc.kind, msg=str(exc))
+    except Exception as exc:
+        result = {'failed': True, 'error': 'unexpected',
+                  'msg': f'{type(exc).__name__}: {exc}',
+                  'traceback': traceback.format_exc()}
+    json.dump(result, answer)
+    answer.flush()
+
+
+if __name__ == '__main__':
+    main()
