@@ -1,0 +1,492 @@
+# Copyright: slipway developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import getpass
+import json
+import os
+import signal
+import socket
+import uuid
+from pathlib import Path
+
+from ansible import context
+from ansible.module_utils.ansible_release import __version__ as ansible_version
+from ansible.plugins.callback import CallbackBase
+from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (
+    SecretScrubber,
+    mask_secret_names,
+    secret_values,
+)
+from ansible_collections.slipway.django.plugins.plugin_utils.history_store import utcnow
+from ansible_collections.slipway.django.plugins.plugin_utils.history_writer import start_writer
+
+DOCUMENTATION = r"""
+name: deploy_history
+type: notification
+short_description: Record every playbook run in the slipway deploy history
+description:
+  - Records each run of C(ansible-playbook) as one row of the C(deploy_history) table (who, when,
+    environment, release, branch, commit, playbook, inventory, limit, tags, outcome, log), with a
+    per-host summary in C(deploy_host_summary) and one row per task per host in
+    C(deploy_task_results). Read it with the C(slipway-history) command.
+  - The environment is the inventory variable C(slipway_environment) (default, the name of the
+    inventory's directory); release id, branch, commit and app come from the C(slipway_*) keys
+    that the deploy playbooks publish with M(ansible.builtin.set_stats); the description is the
+    extra variable C(deploy_description).
+  - Records are written by a background thread in batches, and the log is appended as the run
+    goes, so a reader can follow it. If the store cannot be reached, the run goes on with one
+    warning and its records are spooled to a local file, written by the next run.
+  - Results of C(no_log) tasks are not recorded, and the values of variables whose names look
+    secret (password, secret, token, key) are masked in every recorded text.
+  - A run stopped by Ctrl-C or SIGTERM is marked C(interrupted); a run whose process was killed
+    outright is marked C(interrupted) by the next run on the same controller.
+requirements:
+  - psycopg2 for a C(postgresql://) store
+  - PyMySQL for a C(mysql://) store
+options:
+  db:
+    description:
+      - Where the history is kept. A path to an SQLite file, or a C(postgresql://user:password@host:port/database)
+        or C(mysql://user:password@host:port/database) URL.
+      - When unset, the SQLite file C(slipway/history.sqlite3) under C($XDG_DATA_HOME)
+        (default C(~/.local/share)).
+    type: str
+    env:
+      - name: SLIPWAY_HISTORY_DB
+    ini:
+      - section: callback_deploy_history
+        key: db
+  spool_dir:
+    description:
+      - Directory for the records of runs that could not reach the store.
+      - When unset, C(slipway/history-spool) under C($XDG_DATA_HOME) (default C(~/.local/share)).
+    type: path
+    env:
+      - name: SLIPWAY_HISTORY_SPOOL_DIR
+    ini:
+      - section: callback_deploy_history
+        key: spool_dir
+  flush_interval:
+    description: Seconds between two batches written to the store while a run goes on.
+    type: float
+    default: 1.0
+    env:
+      - name: SLIPWAY_HISTORY_FLUSH_INTERVAL
+    ini:
+      - section: callback_deploy_history
+        key: flush_interval
+  connect_timeout:
+    description: Seconds to wait for a PostgreSQL or MySQL store to accept a connection.
+    type: int
+    default: 5
+    env:
+      - name: SLIPWAY_HISTORY_CONNECT_TIMEOUT
+    ini:
+      - section: callback_deploy_history
+        key: connect_timeout
+  shutdown_timeout:
+    description: Seconds the end of a run may wait for the last records to be written.
+    type: float
+    default: 20.0
+    env:
+      - name: SLIPWAY_HISTORY_SHUTDOWN_TIMEOUT
+    ini:
+      - section: callback_deploy_history
+        key: shutdown_timeout
+  deployed_by:
+    description:
+      - Who started the run, as recorded in C(deployed_by).
+      - When unset, the user who ran C(sudo), or else the user running C(ansible-playbook).
+    type: str
+    env:
+      - name: SLIPWAY_DEPLOYED_BY
+    ini:
+      - section: callback_deploy_history
+        key: deployed_by
+  run_uuid:
+    description:
+      - The C(run_uuid) of the run's row, so that a program starting C(ansible-playbook) can find
+        and follow the run it started. When unset, a new random UUID.
+    type: str
+    env:
+      - name: SLIPWAY_HISTORY_RUN_UUID
+"""
+
+# set_stats keys published by the deploy playbooks -> deploy_history columns
+STATS_COLUMNS = {
+    "slipway_release_id": "release_id",
+    "slipway_commit": "commit_hash",
+    "slipway_branch": "branch",
+    "slipway_environment": "environment",
+    "slipway_app": "app",
+}
+NO_LOG_MESSAGE = "the output has been hidden due to no_log"
+RULE_WIDTH = 79
+
+
+def _never_raises(hook):
+    """A history problem must never fail the run: warn once and stop recording."""
+
+    @functools.wraps(hook)
+    def guarded(self, *args, **kwargs):
+        if self._disabled:
+            return
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as exc:
+            self._disable(exc)
+
+    return guarded
+
+
+def _heading(text):
+    return f"\n{text} {'*' * max(3, RULE_WIDTH - len(text))}\n"
+
+
+def _short(value):
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=str, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _inventory_environment(sources):
+    """The default environment: the directory of the first inventory source."""
+    for source in sources or ():
+        if "," in source and not os.path.exists(source):
+            continue
+        path = Path(source).expanduser().resolve()
+        return (path if path.is_dir() else path.parent).name or None
+    return None
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "slipway.django.deploy_history"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None):
+        super().__init__(display=display)
+        self._disabled = False
+        self._writer = None
+        self._scrubber = SecretScrubber()
+        self._pid = os.getpid()
+        self._run_uuid = None
+        self._started_at = None
+        self._started = False
+        self._finished = False
+        self._fields = {}
+        self._explicit_environment = False
+        self._play = None
+        self._play_name = ""
+        self._task_started = {}
+        self._host_started = {}
+        self._scanned_hosts = set()
+        self._counts = {}
+        self._first_error = None
+        self._published = set()
+        self._interrupted_by = None
+        self._previous_handlers = {}
+
+    # Options and lifetime
+
+    def set_options(self, task_keys=None, var_options=None, direct=None):
+        super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        self._run_uuid = self.get_option("run_uuid") or str(uuid.uuid4())
+        self._deployed_by = (self.get_option("deployed_by") or os.environ.get("SUDO_USER")
+                             or getpass.getuser())
+        self._shutdown_timeout = float(self.get_option("shutdown_timeout"))
+
+    def _disable(self, exc):
+        self._disabled = True
+        self._display.warning(f"deploy history: recording stopped after an error ({exc}); "
+                              "the run goes on")
+        if self._writer is not None:
+            self._writer.close(0)
+
+    def _submit(self, kind, payload):
+        self._writer.submit(kind, payload)
+        if self._writer.warnings:
+            self._display.warning(self._writer.warnings.popleft())
+
+    def _log(self, text):
+        self._submit("log", text)
+
+    def _open(self, playbook):
+        self._started_at = utcnow()
+        self._writer = start_writer(self.get_option, self._run_uuid, self._scrubber)
+        cli = context.CLIARGS
+        self._fields = {
+            "status": "running",
+            "deployed_by": self._deployed_by,
+            "started_at": self._started_at,
+            "playbook": os.path.basename(playbook._file_name),
+            "inventory": ",".join(cli.get("inventory") or ()) or None,
+            "host_limit": cli.get("subset") or None,
+            "tags": ",".join(tag for tag in cli.get("tags") or () if tag != "all") or None,
+            "skip_tags": ",".join(cli.get("skip_tags") or ()) or None,
+            "check_mode": int(bool(cli.get("check"))),
+            "environment": _inventory_environment(cli.get("inventory")) or "default",
+            "controller": socket.gethostname(),
+            "pid": self._pid,
+            "ansible_version": ansible_version,
+        }
+        self._install_signal_handlers()
+        atexit.register(self._at_exit)
+
+    def _on_playbook_start(self, playbook):
+        if self._writer is None:
+            self._open(playbook)
+            return
+        name = os.path.basename(playbook._file_name)
+        self._fields["playbook"] = f"{self._fields['playbook']},{name}"
+        if self._started:
+            self._submit("update", {"playbook": self._fields["playbook"]})
+
+    def _install_signal_handlers(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # Outside the main thread this fails; the atexit handler still records the end.
+            with contextlib.suppress(ValueError, OSError):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
+        if os.getpid() == self._pid and not self._disabled:
+            self._interrupted_by = signal.Signals(signum).name
+            if signum == signal.SIGTERM:
+                # The default and ansible's own handlers end the process without atexit.
+                self._close("interrupted", f"stopped by {self._interrupted_by}", timeout=5)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def _at_exit(self):
+        if os.getpid() != self._pid or self._disabled:
+            return
+        if self._interrupted_by:
+            self._close("interrupted", f"stopped by {self._interrupted_by}")
+        else:
+            self._close("failed", "ansible-playbook ended before the end of the run")
+
+    # Recording
+
+    def _start_run(self, play):
+        """The run's row, written once the first play tells the environment and extra vars."""
+        variables = play.get_variable_manager()
+        extra_vars = dict(variables.extra_vars) if variables is not None else {}
+        self._scrubber.add(secret_values(extra_vars))
+        self._scrubber.add(secret_values(play.get_vars()))
+        self._fields["extra_vars"] = json.dumps(mask_secret_names(extra_vars), sort_keys=True,
+                                                default=str) if extra_vars else None
+        if extra_vars.get("deploy_description"):
+            self._fields["description"] = str(extra_vars["deploy_description"])
+        environment = self._first_host_environment(play, variables)
+        if environment:
+            self._fields["environment"] = str(environment)
+            self._explicit_environment = True
+        self._started = True
+        self._submit("start", dict(self._fields))
+        self._log(f"PLAYBOOK: {self._fields['playbook']}\n")
+
+    def _first_host_environment(self, play, variables):
+        inventory = getattr(variables, "_inventory", None)
+        hosts = inventory.get_hosts(play.hosts) if inventory is not None else []
+        if not hosts:
+            return None
+        host_vars = self._scan_host(play, hosts[0])
+        return host_vars.get("slipway_environment") if host_vars else None
+
+    def _scan_host(self, play, host):
+        """Learn the secrets among a host's variables, before any of its results is recorded."""
+        self._scanned_hosts.add(host.name)
+        variables = play.get_variable_manager()
+        if variables is None:
+            return None
+        host_vars = variables.get_vars(play=play, host=host, include_hostvars=False)
+        self._scrubber.add(secret_values(host_vars))
+        return host_vars
+
+    def _on_play_start(self, play):
+        self._play = play
+        self._play_name = play.get_name().strip()
+        if not self._started:
+            self._start_run(play)
+        self._log(_heading(f"PLAY [{self._play_name}]"))
+
+    def _on_task_start(self, task, heading):
+        self._task_started[task._uuid] = utcnow()
+        self._log(_heading(f"{heading} [{task.get_name().strip()}]"))
+
+    def _on_runner_start(self, host, task):
+        if host.name not in self._scanned_hosts and self._play is not None:
+            self._scan_host(self._play, host)
+        self._host_started[(host.name, task._uuid)] = utcnow()
+
+    def _on_result(self, result, status):
+        task, host, data = result._task, result._host.get_name(), result._result
+        now = utcnow()
+        started = (self._host_started.pop((host, task._uuid), None)
+                   or self._task_started.get(task._uuid) or now)
+        changed = bool(data.get("changed")) and status == "ok"
+        no_log = task.no_log is True or "censored" in data
+        message = NO_LOG_MESSAGE if no_log else self._message(data, status, task.action)
+        self._count(host, status, changed)
+        self._submit("task", {
+            "host": host, "play": self._play_name, "task": task.get_name().strip(),
+            "action": task.action, "status": status, "changed": int(changed),
+            "started_at": started, "duration_ms": int((now - started).total_seconds() * 1000),
+            "message": message,
+        })
+        self._log(self._result_line(host, status, changed, message))
+        if status in ("failed", "unreachable") and self._first_error is None:
+            self._first_error = f"{host}: {task.get_name().strip()}: {message}"
+        if not no_log and task.action in ("set_stats", "ansible.builtin.set_stats"):
+            self._publish(data.get("ansible_stats", {}).get("data") or {})
+
+    @staticmethod
+    def _message(data, status, action):
+        if status in ("failed", "ignored", "unreachable"):
+            parts = [_short(data.get("msg") or "")]
+            for stream in ("stderr", "module_stderr"):
+                if data.get(stream):
+                    parts.append(_short(data[stream])[-1000:])
+            return "\n".join(part for part in parts if part)
+        if action in ("debug", "ansible.builtin.debug"):
+            return _short(data.get("msg", ""))
+        return _short(data.get("msg", "")) if data.get("msg") else ""
+
+    @staticmethod
+    def _result_line(host, status, changed, message):
+        if status == "ok":
+            line = f"{'changed' if changed else 'ok'}: [{host}]"
+        elif status == "skipped":
+            return f"skipping: [{host}]\n"
+        elif status == "unreachable":
+            line = f"fatal: [{host}]: UNREACHABLE!"
+        else:
+            line = f"fatal: [{host}]: FAILED!"
+        if message:
+            line = f"{line} => {message}"
+        return f"{line}\n...ignoring\n" if status == "ignored" else f"{line}\n"
+
+    def _count(self, host, status, changed):
+        counts = self._counts.setdefault(host, dict.fromkeys(
+            ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored"), 0))
+        counts[status if status != "ignored" else "ok"] += 1
+        if status == "ignored":
+            counts["ignored"] += 1
+        if changed:
+            counts["changed"] += 1
+
+    def _publish(self, data):
+        """Columns from the slipway_* keys of set_stats data; the first value seen wins.
+
+        Aggregated stats add up strings published by several hosts, so the value of a single
+        set_stats result is preferred to the one in the final statistics.
+        """
+        fields = {}
+        for key, column in STATS_COLUMNS.items():
+            value = data.get(key)
+            if value in (None, "") or column in self._published:
+                continue
+            if column == "environment" and self._explicit_environment:
+                continue
+            self._published.add(column)
+            fields[column] = str(value)
+        if fields:
+            self._fields.update(fields)
+            self._submit("update", fields)
+
+    def _on_stats(self, stats):
+        custom = getattr(stats, "custom", None) or {}
+        published = dict(custom.get("_run") or {})
+        for host_data in custom.values():
+            for key, value in (host_data or {}).items():
+                published.setdefault(key, value)
+        self._publish(published)
+        for host in stats.processed:
+            summary = stats.summarize(host)
+            summary["failed"] = summary.pop("failures")
+            self._counts[host] = summary
+        failed = any(c["failed"] or c["unreachable"] for c in self._counts.values())
+        self._close("failed" if failed else "success", self._first_error if failed else None)
+
+    def _close(self, status, error, timeout=None):
+        """Record the end of the run once, and wait (bounded) for the writer to finish."""
+        if self._finished or self._writer is None:
+            return
+        self._finished = True
+        if not self._started:
+            self._started = True
+            self._submit("start", dict(self._fields))
+        self._log(_heading("PLAY RECAP"))
+        for host, counts in sorted(self._counts.items()):
+            self._log(f"{host:<26}: " + "  ".join(f"{name}={counts[name]}" for name in (
+                "ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored"))
+                + "\n")
+        if status == "interrupted":
+            self._log(f"\nINTERRUPTED: {error}\n")
+        completed = utcnow()
+        self._submit("hosts", self._counts)
+        self._submit("finish", {
+            "status": status, "error_message": error, "completed_at": completed,
+            "duration": int((completed - self._started_at).total_seconds()),
+        })
+        if not self._writer.close(self._shutdown_timeout if timeout is None else timeout):
+            self._display.warning("deploy history: the store did not take the last records of "
+                                  "this run in time; they may be missing")
+        while self._writer.warnings:
+            self._display.warning(self._writer.warnings.popleft())
+
+    # Ansible hooks: each hands off to one of the methods above.
+
+    @_never_raises
+    def v2_playbook_on_start(self, playbook):
+        self._on_playbook_start(playbook)
+
+    @_never_raises
+    def v2_playbook_on_play_start(self, play):
+        self._on_play_start(play)
+
+    @_never_raises
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._on_task_start(task, "TASK")
+
+    @_never_raises
+    def v2_playbook_on_handler_task_start(self, task):
+        self._on_task_start(task, "RUNNING HANDLER")
+
+    @_never_raises
+    def v2_runner_on_start(self, host, task):
+        self._on_runner_start(host, task)
+
+    @_never_raises
+    def v2_runner_on_ok(self, result):
+        self._on_result(result, "ok")
+
+    @_never_raises
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._on_result(result, "ignored" if ignore_errors else "failed")
+
+    @_never_raises
+    def v2_runner_on_skipped(self, result):
+        self._on_result(result, "skipped")
+
+    @_never_raises
+    def v2_runner_on_unreachable(self, result):
+        self._on_result(result, "unreachable")
+
+    @_never_raises
+    def v2_playbook_on_stats(self, stats):
+        self._on_stats(stats)
+
