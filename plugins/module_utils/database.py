@@ -119,7 +119,8 @@ def connect(params: dict):
             return connection
         return pymysql.connect(**mysql_connect_kwargs(params))
     except driver_error_types(engine) as error:
-        raise ConnectionFailure(f"Could not connect to {describe_target(params)}:"
-                                f" {str(error).strip()}. Check login_host/login_port or"
+        reason = " ".join(str(error).split())
+        raise ConnectionFailure(f"Could not connect to {describe_target(params)} ({reason})."
+                                f" Check login_host/login_port or"
                                 f" login_unix_socket, login_user, login_password and login_db."
                                 ) from error

@@ -448,7 +448,7 @@ class MysqlDialect:
             " WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL"
             " ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION")
         keys = {}
-        for name, table, same_schema, ref_table, column, ref_column in rows:
+        for name, table, column, same_schema, ref_table, ref_column in rows:
             key = keys.setdefault((table, name), ForeignKey(
                 name, table, [], ref_table if same_schema else None, []))
             key.columns.append(column)
@@ -570,7 +570,7 @@ def make_dialect(engine: str, connection):
 def _require_table(dialect, table: str, what: str) -> dict:
     if not dialect.table_exists(table):
         raise OrphanError(f"{what}: no table {table!r} in {dialect.location()}. Check the table"
-                          f" name (names are case-sensitive); nothing was changed.")
+                          f" name (names are case-sensitive). Nothing was changed.")
     return dialect.columns(table)
 
 
@@ -745,14 +745,16 @@ def apply_plan(dialect, plan: RelationPlan, batch_size: int, lock_timeout: float
 def plan_result(plan: RelationPlan, check_mode: bool) -> dict:
     """One relation's entry in the module's result; in check mode, what would be done."""
     rel = plan.relation
-    planned = plan.orphans if check_mode and plan.changes_rows else 0
+    done = dict(delete=plan.deleted, nullify=plan.nullified, archive=plan.archived)
+    if check_mode:
+        done = {action: plan.orphans if plan.changes_rows else 0 for action in done}
     return dict(
         table=rel.table, column=rel.column, references_table=rel.references_table,
         references_column=rel.references_column, action=plan.action,
         table_rows=plan.table_rows, orphans=plan.orphans, sample=plan.sample,
-        deleted=planned if plan.action == "delete" else plan.deleted,
-        nullified=planned if plan.action == "nullify" else plan.nullified,
-        archived=planned if plan.action == "archive" else plan.archived,
+        deleted=done["delete"] if plan.action == "delete" else 0,
+        nullified=done["nullify"] if plan.action == "nullify" else 0,
+        archived=done["archive"] if plan.action == "archive" else 0,
         archive_table=rel.archive_table,
         constraint_name=rel.constraint_name or (
             rel.existing_constraint.name if rel.existing_constraint else None),

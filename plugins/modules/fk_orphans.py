@@ -84,7 +84,7 @@ options:
     description:
       - Check every foreign key declared in the database instead of O(relations).
       - Composite foreign keys and keys that reference another schema or database are skipped
-        and listed in RV(skipped).
+        and listed in RV(skipped_foreign_keys).
     type: bool
     default: false
   action:
@@ -273,7 +273,7 @@ total_orphans:
   returned: always
   type: int
   sample: 1204
-skipped:
+skipped_foreign_keys:
   description: Declared foreign keys that O(discover=true) did not check, and why.
   returned: always
   type: list
@@ -394,7 +394,7 @@ def main() -> None:
             changed = any(plan.changes_anything for plan in plans)
         else:
             changed = any(plan.made_changes for plan in plans)
-        return dict(changed=changed, skipped=skipped,
+        return dict(changed=changed, skipped_foreign_keys=skipped,
                     relations=[plan_result(plan, module.check_mode) for plan in plans],
                     total_orphans=sum(plan.orphans for plan in plans))
 
