@@ -325,11 +325,12 @@ def main():
         module.warn(warning)
     result = build_result(module, params, answer)
     if params['action'] != 'diagnose' and answer.get('refused'):
-        result['changed'] = False
-        module.fail_json(msg=refusal_message(answer['refused']), **result)
+        result.update(changed=False, msg=refusal_message(answer['refused']))
+        module.fail_json(**result)
     if (answer.get('unsafe') and params['action'] == 'migrate'
             and params['unsafe_operations'] == 'fail'):
-        module.fail_json(msg=unsafe_message(answer['unsafe']), **result)
+        result.update(changed=False, msg=unsafe_message(answer['unsafe']))
+        module.fail_json(**result)
     if params['unsafe_operations'] == 'warn':
         for item in answer.get('unsafe', []):
             module.warn(f"{item['migration']}: {item['operation']}: {item['reason']}")

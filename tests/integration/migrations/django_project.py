@@ -161,10 +161,15 @@ class App:
         return {f"{app}.{name}" for app, name in
                 self.sql("SELECT app, name FROM django_migrations")}
 
-    def record(self, migration: str) -> None:
-        app, name = migration.split(".", 1)
-        self.sql(f"INSERT INTO django_migrations (app, name, applied) VALUES "
-                 f"({self._mark}, {self._mark}, CURRENT_TIMESTAMP)", (app, name))
+    def record(self, *migrations: str) -> None:
+        """Insert django_migrations rows the way hand-written "fix" commands do."""
+        code = ("from django.db import connection\n"
+                "from django.db.migrations.recorder import MigrationRecorder\n"
+                "recorder = MigrationRecorder(connection)\n"
+                "recorder.ensure_schema()\n")
+        code += "".join(f"recorder.record_applied(*{m.split('.', 1)!r})\n" for m in migrations)
+        proc = self.manage("shell", "-c", code)
+        assert proc.returncode == 0, proc.stderr
 
     def unrecord(self, migration: str) -> None:
         app, name = migration.split(".", 1)

@@ -1,0 +1,53 @@
+"""Fixtures for the slipway.django.migrations tests: a Django virtualenv and generated apps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from django_project import App, make_django_venv, write_project  # noqa: E402
+
+ID = "('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False))"
+
+
+def create_model(name: str, *fields: str, options: str = "") -> str:
+    """A CreateModel operation with a BigAutoField id and the given ``(name, field)`` sources."""
+    extra = f", options={options}" if options else ""
+    return f"migrations.CreateModel(name={name!r}, fields=[{', '.join((ID, *fields))}]{extra})"
+
+
+def add_field(model: str, name: str, field: str) -> str:
+    return f"migrations.AddField(model_name={model!r}, name={name!r}, field={field})"
+
+
+@pytest.fixture(scope="session")
+def django_venv(tmp_path_factory) -> Path:
+    """One virtualenv with Django for the whole session, distinct from the module's python."""
+    return make_django_venv(tmp_path_factory.mktemp("django-venv") / "venv")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def vendor(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_app(request, tmp_path, django_venv, vendor):
+    """Build a project from a spec on a fresh database of the ``vendor`` under test."""
+
+    def build(spec: dict) -> App:
+        if vendor == "sqlite":
+            url = f"sqlite:///{tmp_path}/db.sqlite3"
+        elif vendor == "postgresql":
+            url = request.getfixturevalue("pg_server").url(request.getfixturevalue("pg_database"))
+        else:
+            url = request.getfixturevalue("mysql_server").url(
+                request.getfixturevalue("mysql_database"))
+        project = write_project(tmp_path / "project", spec)
+        return App(project=project, venv=django_venv, url=url, vendor=vendor)
+
+    return build
