@@ -17,6 +17,7 @@ from pathlib import Path
 from ansible import context
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.plugins.callback import CallbackBase
+from ansible.template import Templar
 from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (
     SecretScrubber,
     mask_secret_names,
@@ -303,17 +304,24 @@ class CallbackModule(CallbackBase):
         hosts = inventory.get_hosts(play.hosts) if inventory is not None else []
         if not hosts:
             return None
-        host_vars = self._scan_host(play, hosts[0])
+        host_vars = self._scan_host(play, hosts[0], render=True)
         return host_vars.get("slipway_environment") if host_vars else None
 
-    def _scan_host(self, play, host):
-        """Learn the secrets among a host's variables, before any of its results is recorded."""
+    def _scan_host(self, play, host, render=False):
+        """Learn the secrets among a host's variables, before any of its results is recorded.
+
+        Templated secrets (a vault lookup, a generated password) are rendered only at the start
+        of a play, before any task runs, so a lookup with side effects never races a task.
+        """
         self._scanned_hosts.add(host.name)
         variables = play.get_variable_manager()
         if variables is None:
             return None
         host_vars = variables.get_vars(play=play, host=host, include_hostvars=False)
-        self._scrubber.add(secret_values(host_vars))
+        renderer = None
+        if render:
+            renderer = Templar(loader=play.get_loader(), variables=host_vars).template
+        self._scrubber.add(secret_values(host_vars, renderer))
         return host_vars
 
     def _on_play_start(self, play):
@@ -321,6 +329,8 @@ class CallbackModule(CallbackBase):
         self._play_name = play.get_name().strip()
         if not self._started:
             self._start_run(play)
+        else:
+            self._first_host_environment(play, play.get_variable_manager())
         self._log(_heading(f"PLAY [{self._play_name}]"))
 
     def _on_task_start(self, task, heading):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 MASK = "********"
@@ -32,20 +32,36 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def secret_values(variables: Any, inside_secret: bool = False) -> set[str]:
-    """The string values held, at any depth, under a secret-looking name."""
+def secret_values(variables: Any, render: Callable[[str], Any] | None = None,
+                  inside_secret: bool = False) -> set[str]:
+    """The string values held, at any depth, under a secret-looking name.
+
+    A templated value is rendered with ``render`` when one is given (a value that fails to
+    render is skipped), and skipped otherwise.
+    """
     found: set[str] = set()
     if isinstance(variables, Mapping):
         for name, value in variables.items():
-            found |= secret_values(value, inside_secret or looks_secret(name))
+            found |= secret_values(value, render, inside_secret or looks_secret(name))
     elif isinstance(variables, (list, tuple)):
         for value in variables:
-            found |= secret_values(value, inside_secret)
+            found |= secret_values(value, render, inside_secret)
     elif inside_secret:
         text = _text(variables)
+        if text and "{{" in text:
+            text = _render(render, text)
         if text and len(text) >= MIN_SECRET_LENGTH and "{{" not in text:
             found.add(text)
     return found
+
+
+def _render(render: Callable[[str], Any] | None, text: str) -> str | None:
+    if render is None:
+        return None
+    try:
+        return _text(render(text))
+    except Exception:
+        return None
 
 
 def mask_secret_names(variables: Any) -> Any:

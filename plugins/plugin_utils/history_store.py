@@ -563,17 +563,19 @@ class HistoryStore:
         """Mark ``interrupted`` the running runs of this controller whose process is gone."""
         self.ensure_schema()
         with self._transaction() as cursor:
-            self._execute(cursor, "SELECT id, pid, updated_at FROM deploy_history "
+            self._execute(cursor, "SELECT id, pid, started_at, updated_at FROM deploy_history "
                           "WHERE status = 'running' AND controller = ?", (controller,))
-            stale = [(row[0], _timestamp(row[2])) for row in cursor.fetchall()
+            stale = [(row[0], _timestamp(row[2]), _timestamp(row[3])) for row in cursor.fetchall()
                      if row[1] and row[1] != own_pid and not is_alive(row[1])]
-            for deploy_id, last_seen in stale:
+            for deploy_id, started, last_seen in stale:
+                duration = int((last_seen - started).total_seconds()) if started else None
                 self._execute(cursor, "UPDATE deploy_history SET status = 'interrupted', "
-                              "completed_at = ?, error_message = COALESCE(error_message, ?), "
+                              "completed_at = ?, duration = ?, "
+                              "error_message = COALESCE(error_message, ?), "
                               "updated_at = ? WHERE id = ? AND status = 'running'",
-                              (last_seen, "the ansible-playbook process ended without finishing "
-                               "the run (killed)", utcnow(), deploy_id))
-        return [deploy_id for deploy_id, _ in stale]
+                              (last_seen, duration, "the ansible-playbook process ended without "
+                               "finishing the run (killed)", utcnow(), deploy_id))
+        return [deploy_id for deploy_id, _, _ in stale]
 
     def mark_cancelled(self, deploy_id: int, reason: str | None = None) -> bool:
         """Mark a running run ``cancelled`` (the console does this before stopping it)."""

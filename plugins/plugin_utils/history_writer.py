@@ -151,7 +151,8 @@ class HistoryWriter:
 
     def _go_offline(self, exc: Exception) -> None:
         self.spooled = True
-        self.warnings.append(f"deploy history: store {self.store_url} unavailable ({exc}); "
+        reason = " ".join(str(exc).split())
+        self.warnings.append(f"deploy history: store {self.store_url} unavailable ({reason}); "
                              f"this run is spooled to {self._spool.directory} and will be "
                              "written by the next run")
 
