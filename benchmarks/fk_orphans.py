@@ -71,7 +71,11 @@ class Engine:
         return value
 
     def build_template(self, parents: int, children: int, every: int) -> None:
-        orphan = f"CASE WHEN g % {every} = 0 THEN {parents} + g ELSE (g * 7919) % {parents} + 1 END"
+        def task_id(n: str) -> str:
+            """Every `every`-th row points past the last task; the others spread over them."""
+            return (f"CASE WHEN {n} % {every} = 0 THEN {parents} + {n}"
+                    f" ELSE ({n} * 7919) % {parents} + 1 END")
+
         if self.name == "postgresql":
             self.run(None, f"CREATE DATABASE {TEMPLATE}")
             self.run(TEMPLATE,
@@ -80,19 +84,19 @@ class Engine:
                      f" FROM generate_series(1, {parents}) g",
                      "CREATE TABLE task_logs (id bigserial PRIMARY KEY, task_id bigint NOT NULL,"
                      " message text NOT NULL)",
-                     f"INSERT INTO task_logs (task_id, message) SELECT {orphan}, 'log line ' || g"
+                     f"INSERT INTO task_logs (task_id, message) SELECT {task_id('g::bigint')},"
+                     f" 'log line ' || g"
                      f" FROM generate_series(1, {children}) g",
                      "CREATE INDEX task_logs_task_id ON task_logs (task_id)",
                      "VACUUM ANALYZE")
         else:
-            seq = orphan.replace("g", "seq")
             self.run(None, f"CREATE DATABASE {TEMPLATE}")
             self.run(TEMPLATE,
                      "CREATE TABLE tasks (id bigint PRIMARY KEY, title varchar(100) NOT NULL)",
                      f"INSERT INTO tasks SELECT seq, CONCAT('task ', seq) FROM seq_1_to_{parents}",
                      "CREATE TABLE task_logs (id bigint AUTO_INCREMENT PRIMARY KEY,"
                      " task_id bigint NOT NULL, message varchar(100) NOT NULL, KEY (task_id))",
-                     f"INSERT INTO task_logs (task_id, message) SELECT {seq},"
+                     f"INSERT INTO task_logs (task_id, message) SELECT {task_id('seq')},"
                      f" CONCAT('log line ', seq) FROM seq_1_to_{children}",
                      "ANALYZE TABLE tasks, task_logs")
 
