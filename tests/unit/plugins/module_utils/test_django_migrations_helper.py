@@ -1,0 +1,279 @@
+"""Planning logic of the migrations helper, on plain data and on real Django operations."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from ansible_collections.slipway.django.plugins.module_utils import (
+        django_migrations_helper as helper,
+    )
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / ".cache" / "collections"))
+    from ansible_collections.slipway.django.plugins.module_utils import (
+        django_migrations_helper as helper,
+    )
+
+PROD = ("production", "0001_initial")
+EQUIP = ("equip", "0001_initial")
+EQUIP2 = ("equip", "0002_machine_serial")
+
+PROD_OBJECTS = [("table", "production_production"), ("column", "production_production", "id"),
+                ("column", "production_production", "name")]
+EQUIP_OBJECTS = [("table", "equip_machine"), ("column", "equip_machine", "id"),
+                 ("column", "equip_machine", "line_id")]
+EQUIP2_OBJECTS = [("column", "equip_machine", "serial")]
+
+
+def facts(parents=(), children=(), creates=(), removes=(), operations=("CreateModel",),
+          opaque=False):
+    return {"parents": list(parents), "children": list(children), "creates": list(creates),
+            "removes": list(removes), "operations": list(operations), "opaque": opaque}
+
+
+def seed_history(applied):
+    """The seeds' equip/production graph: equip.0001 depends on production.0001."""
+    return helper.History([PROD, EQUIP, EQUIP2], {
+        PROD: facts(children=[EQUIP], creates=PROD_OBJECTS),
+        EQUIP: facts(parents=[PROD], children=[EQUIP2], creates=EQUIP_OBJECTS),
+        EQUIP2: facts(parents=[EQUIP], creates=EQUIP2_OBJECTS, operations=["AddField"]),
+    }, applied)
+
+
+def schema_of(*objects):
+    schema = {}
+    for obj in objects:
+        schema.setdefault(obj[1], set())
+        if obj[0] == "column":
+            schema[obj[1]].add(obj[2])
+    return schema
+
+
+def steps(report):
+    return [(step["action"], step["migration"]) for step in report["steps"]]
+
+
+@pytest.mark.parametrize(("obj", "expected"), [
+    (("table", "shop_order"), True),
+    (("table", "SHOP_ORDER"), True),
+    (("column", "shop_order", "Note"), True),
+    (("column", "shop_order", "paid"), False),
+    (("table", "shop_tag"), False),
+    (("column", "shop_tag", "id"), False),
+])
+def test_object_exists_matches_tables_and_columns_case_insensitively(obj, expected):
+    assert helper.object_exists(obj, {"shop_order": {"id", "note"}}) is expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("shop", ("shop", None)),
+    ("shop.0002", ("shop", "0002")),
+    ("shop.zero", ("shop", "zero")),
+    ("shop.0002_order_note", ("shop", "0002_order_note")),
+])
+def test_parse_target_splits_app_and_migration(text, expected):
+    assert helper.parse_target(text) == expected
+
+
+def test_parse_target_rejects_a_missing_app_label():
+    with pytest.raises(helper.HelperError, match="no app label"):
+        helper.parse_target(".0001")
+
+
+def test_dependency_whose_tables_exist_is_fake_applied():
+    history = seed_history({EQUIP, EQUIP2})
+    report = helper.plan_repair(history, schema_of(*PROD_OBJECTS, *EQUIP_OBJECTS,
+                                                   *EQUIP2_OBJECTS))
+    assert report["inconsistent"] == [{"migration": "equip.0001_initial",
+                                       "missing_dependency": "production.0001_initial"}]
+    assert steps(report) == [("fake_apply", "production.0001_initial")]
+    assert report["refused"] == []
+    assert PROD in history.applied
+
+
+def test_dependent_without_tables_is_unrecorded_with_its_recorded_descendants():
+    history = seed_history({EQUIP, EQUIP2})
+    report = helper.plan_repair(history, {})
+    assert steps(report) == [("fake_unapply", "equip.0002_machine_serial"),
+                             ("fake_unapply", "equip.0001_initial")]
+    assert history.applied == set()
+
+
+def test_dependency_missing_and_dependent_present_is_refused_in_safe_mode():
+    history = seed_history({EQUIP})
+    report = helper.plan_repair(history, schema_of(*EQUIP_OBJECTS))
+    assert steps(report) == []
+    refusal = report["refused"][0]
+    assert refusal["migration"] == "equip.0001_initial"
+    assert "table production_production" in refusal["missing"]
+    assert "table equip_machine" in refusal["present"]
+
+
+def test_force_records_the_missing_dependency_without_evidence():
+    history = seed_history({EQUIP})
+    report = helper.plan_repair(history, schema_of(*EQUIP_OBJECTS), force=True)
+    assert steps(report) == [("fake_apply", "production.0001_initial")]
+    assert report["steps"][0]["reason"].startswith("FORCED")
+    assert report["warnings"]
+
+
+def test_dependency_made_of_runpython_is_not_proven_by_its_tables():
+    history = seed_history({EQUIP})
+    history.facts[PROD]["operations"] = ["CreateModel", "RunPython"]
+    history.facts[PROD]["opaque"] = True
+    report = helper.plan_repair(history, schema_of(*PROD_OBJECTS, *EQUIP_OBJECTS))
+    assert steps(report) == []
+    assert "RunPython" in report["refused"][0]["reason"]
+
+
+def test_unrecorded_addfield_migration_whose_column_exists_is_fake_applied():
+    history = seed_history({PROD, EQUIP})
+    report = helper.plan_repair(history, schema_of(*PROD_OBJECTS, *EQUIP_OBJECTS,
+                                                   *EQUIP2_OBJECTS))
+    assert steps(report) == [("fake_apply", "equip.0002_machine_serial")]
+    assert report["drift"][0]["repair"] == "fake_apply"
+
+
+def test_partly_present_unrecorded_migration_is_drift_without_repair():
+    history = seed_history(set())
+    report = helper.plan_repair(history, schema_of(("table", "production_production"),
+                                                   ("column", "production_production", "id")))
+    assert steps(report) == []
+    drift = report["drift"][0]
+    assert (drift["migration"], drift["repair"]) == ("production.0001_initial", None)
+    assert drift["missing"] == ["column production_production.name"]
+    refused = helper.blocked_pending(report["drift"], ["production.0001_initial"])
+    assert refused[0]["present"] == ["table production_production",
+                                     "column production_production.id"]
+
+
+def test_recorded_migration_with_nothing_left_is_unrecorded_for_reapplying():
+    history = seed_history({PROD, EQUIP, EQUIP2})
+    report = helper.plan_repair(history, schema_of(*PROD_OBJECTS))
+    assert steps(report) == [("fake_unapply", "equip.0002_machine_serial"),
+                             ("fake_unapply", "equip.0001_initial")]
+
+
+def test_recorded_migration_with_a_data_migration_after_it_is_left_alone():
+    order = [PROD, ("production", "0002_data")]
+    history = helper.History(order, {
+        PROD: facts(children=[order[1]], creates=PROD_OBJECTS),
+        order[1]: facts(parents=[PROD], operations=["RunPython"], opaque=True),
+    }, set(order))
+    report = helper.plan_repair(history, {})
+    assert steps(report) == []
+    assert report["drift"][0]["repair"] is None
+    assert "RunPython" in report["drift"][0]["reason"]
+
+
+def test_objects_removed_by_a_later_recorded_migration_are_not_expected():
+    later = ("equip", "0003_remove_serial")
+    history = helper.History([PROD, EQUIP, EQUIP2, later], {
+        PROD: facts(children=[EQUIP], creates=PROD_OBJECTS),
+        EQUIP: facts(parents=[PROD], children=[EQUIP2], creates=EQUIP_OBJECTS),
+        EQUIP2: facts(parents=[EQUIP], children=[later], creates=EQUIP2_OBJECTS,
+                      operations=["AddField"]),
+        later: facts(parents=[EQUIP2], removes=EQUIP2_OBJECTS, operations=["RemoveField"]),
+    }, {PROD, EQUIP, EQUIP2, later})
+    assert history.expected_objects(EQUIP2) == []
+    history.applied.discard(later)
+    assert history.expected_objects(EQUIP2) == EQUIP2_OBJECTS
+
+
+@pytest.mark.parametrize(("candidate", "rows", "vendor", "risk"), [
+    ({"kind": "not_null_no_default", "table": "t", "column": "c"}, 5, "sqlite", "high"),
+    ({"kind": "not_null_no_default", "table": "t", "column": "c"}, 0, "sqlite", None),
+    ({"kind": "index", "table": "t"}, 50000, "postgresql", "medium"),
+    ({"kind": "index", "table": "t"}, 50000, "mysql", None),
+    ({"kind": "index", "table": "t"}, 10, "postgresql", None),
+    ({"kind": "remove_column", "table": "t", "column": "c"}, 0, "mysql", "high"),
+    ({"kind": "rename_table", "table": "t"}, 3, "postgresql", "high"),
+    ({"kind": "alter_type", "table": "t", "column": "c"}, 3, "postgresql", "high"),
+    ({"kind": "unique", "table": "t"}, 3, "mysql", "medium"),
+    ({"kind": "review", "table": None}, None, "sqlite", "review"),
+    ({"kind": "unapply_data", "table": "t", "detail": "drops the table"}, 2, "sqlite", "high"),
+])
+def test_findings_depend_on_live_row_counts(candidate, rows, vendor, risk):
+    candidate = dict(candidate, migration="a.0002", operation="Op: x", operation_name="Op")
+    finding = helper.finding_from_candidate(candidate, rows, 0, vendor)
+    assert (finding or {}).get("risk") == risk
+    if finding and candidate["table"]:
+        assert f"table t ({rows} rows)" in finding["reason"]
+
+
+@pytest.fixture(scope="module")
+def django_connection():
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
+                                                  "NAME": ":memory:"}},
+                           INSTALLED_APPS=[], USE_TZ=True)
+        django.setup()
+    from django.db import connection
+
+    return connection
+
+
+def effects_of(source, connection, state=None):
+    from django.db import migrations, models  # noqa: F401 - used by the evaluated source
+    from django.db.migrations.state import ProjectState
+
+    operation = eval(source)  # noqa: S307 - test-owned literal operation source
+    state = state or ProjectState()
+    result = helper.operation_effects(operation, "shop", state, connection)
+    operation.state_forwards("shop", state)
+    return result, state
+
+
+def test_create_model_creates_its_table_columns_and_m2m_through_table(django_connection):
+    effects, _ = effects_of(
+        "migrations.CreateModel('Order', [('id', models.BigAutoField(primary_key=True)), "
+        "('customer', models.ForeignKey('shop.customer', models.CASCADE)), "
+        "('code', models.CharField(max_length=5, db_column='Code')), "
+        "('tags', models.ManyToManyField('shop.tag'))])", django_connection)
+    assert effects["creates"] == [("table", "shop_order"), ("column", "shop_order", "id"),
+                                  ("column", "shop_order", "customer_id"),
+                                  ("column", "shop_order", "Code"),
+                                  ("table", "shop_order_tags")]
+
+
+@pytest.mark.parametrize("options", ["{'proxy': True}", "{'managed': False}"])
+def test_models_without_their_own_table_create_nothing(django_connection, options):
+    effects, _ = effects_of(
+        f"migrations.CreateModel('Order', [('id', models.BigAutoField(primary_key=True))], "
+        f"options={options})", django_connection)
+    assert effects["creates"] == []
+
+
+def test_add_rename_and_remove_field_follow_the_state_before_them(django_connection):
+    _, state = effects_of("migrations.CreateModel('Order', [('id', models.AutoField("
+                          "primary_key=True))], options={'db_table': 'orders'})",
+                          django_connection)
+    added, state = effects_of("migrations.AddField('order', 'note', models.TextField())",
+                              django_connection, state)
+    renamed, state = effects_of("migrations.RenameField('order', 'note', 'comment')",
+                                django_connection, state)
+    removed, _ = effects_of("migrations.RemoveField('order', 'comment')", django_connection,
+                            state)
+    assert added["creates"] == [("column", "orders", "note")]
+    assert added["lint"][0]["kind"] == "not_null_no_default"
+    assert (renamed["removes"], renamed["creates"]) == ([("column", "orders", "note")],
+                                                        [("column", "orders", "comment")])
+    assert removed["removes"] == [("column", "orders", "comment")]
+    assert removed["lint"][0]["kind"] == "remove_column"
+
+
+@pytest.mark.parametrize(("source", "opaque"), [
+    ("migrations.RunPython(migrations.RunPython.noop)", True),
+    ("migrations.RunSQL('SELECT 1')", True),
+    ("migrations.SeparateDatabaseAndState(state_operations=[])", False),
+])
+def test_code_and_sql_operations_are_opaque_and_need_review(django_connection, source, opaque):
+    effects, _ = effects_of(source, django_connection)
+    assert effects["opaque"] is opaque
+    assert [c["kind"] for c in effects["lint"]] == (["review"] if opaque else [])
