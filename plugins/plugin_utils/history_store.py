@@ -120,8 +120,12 @@ class _Dialect:
         return value
 
     @contextlib.contextmanager
-    def schema_lock(self, cursor: Any) -> Iterator[None]:
+    def schema_lock(self, connection: Any) -> Iterator[None]:
+        """Held around the whole schema transaction, commit included."""
         yield
+
+    def lock_schema_in_transaction(self, cursor: Any) -> None:
+        """Taken inside the schema transaction, released by its commit."""
 
 
 class _SQLite(_Dialect):
@@ -140,11 +144,9 @@ class _PostgreSQL(_Dialect):
     placeholder = "%s"
     id_column = "id BIGSERIAL PRIMARY KEY"
 
-    @contextlib.contextmanager
-    def schema_lock(self, cursor: Any) -> Iterator[None]:
+    def lock_schema_in_transaction(self, cursor: Any) -> None:
         # Two runs starting at once on an empty database must not both create the tables.
         cursor.execute("SELECT pg_advisory_xact_lock(7291554)")
-        yield
 
 
 class _MySQL(_Dialect):
@@ -158,13 +160,16 @@ class _MySQL(_Dialect):
         return f"CONCAT({left}, {right})"
 
     @contextlib.contextmanager
-    def schema_lock(self, cursor: Any) -> Iterator[None]:
-        # DDL commits implicitly in MySQL, so a transaction cannot serialise schema changes.
-        cursor.execute("SELECT GET_LOCK('slipway_deploy_history_schema', 30)")
-        try:
-            yield
-        finally:
-            cursor.execute("SELECT RELEASE_LOCK('slipway_deploy_history_schema')")
+    def schema_lock(self, connection: Any) -> Iterator[None]:
+        # DDL commits implicitly in MySQL, so a transaction cannot serialise schema changes:
+        # a named lock, held until the version row is committed, does.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK('slipway_deploy_history_schema', 30)")
+            try:
+                yield
+            finally:
+                cursor.execute("SELECT RELEASE_LOCK('slipway_deploy_history_schema')")
+                connection.commit()
 
 
 def _schema_v1(d: _Dialect) -> list[str]:
@@ -429,17 +434,26 @@ class HistoryStore:
         """Create the tables, or upgrade them to SCHEMA_VERSION; safe to call concurrently."""
         if self._schema_ready:
             return
-        with self._transaction() as cursor, self.dialect.schema_lock(cursor):
-            version = self._schema_version(cursor)
-            if version > SCHEMA_VERSION:
-                raise HistoryStoreError(f"the history store has schema version {version}, newer "
-                                        f"than this code ({SCHEMA_VERSION}): upgrade slipway")
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[number - 1](self.dialect):
-                    self._execute(cursor, statement)
-                self._execute(cursor, "INSERT INTO deploy_history_schema_version "
-                              "(version, applied_at) VALUES (?, ?)", (number, utcnow()))
+        try:
+            schema_lock = self.dialect.schema_lock(self._connect())
+            with schema_lock, self._transaction() as cursor:
+                self.dialect.lock_schema_in_transaction(cursor)
+                self._upgrade(cursor)
+        except self._errors() as exc:
+            self.close()
+            raise HistoryStoreError(f"history store error: {exc}") from exc
         self._schema_ready = True
+
+    def _upgrade(self, cursor: Any) -> None:
+        version = self._schema_version(cursor)
+        if version > SCHEMA_VERSION:
+            raise HistoryStoreError(f"the history store has schema version {version}, newer "
+                                    f"than this code ({SCHEMA_VERSION}): upgrade slipway")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[number - 1](self.dialect):
+                self._execute(cursor, statement)
+            self._execute(cursor, "INSERT INTO deploy_history_schema_version "
+                          "(version, applied_at) VALUES (?, ?)", (number, utcnow()))
 
     def _schema_version(self, cursor: Any) -> int:
         self._execute(cursor, "CREATE TABLE IF NOT EXISTS deploy_history_schema_version ("
