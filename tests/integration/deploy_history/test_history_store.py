@@ -1,0 +1,129 @@
+"""The history store's API, which the console will use, on each engine."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from deploy_history_helpers import new_run_uuid
+
+from slipway.history_store import (
+    SCHEMA_VERSION,
+    HistoryStore,
+    HistoryStoreError,
+    Spool,
+    utcnow,
+)
+
+
+def _start(store: HistoryStore, **fields) -> int:
+    return store.apply(new_run_uuid(), [("start", {"environment": "prod", "deployed_by": "bob",
+                                                   **fields})])
+
+
+def test_schema_is_created_once_when_many_writers_start_together(store_url):
+    errors = []
+
+    def open_and_write():
+        try:
+            with HistoryStore(store_url) as store:
+                _start(store)
+        except HistoryStoreError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with HistoryStore(store_url) as store:
+        assert [row["version"] for row in store.dump()["deploy_history_schema_version"]] == [
+            SCHEMA_VERSION]
+        assert store.count_runs() == 6
+
+
+def test_log_can_be_followed_from_an_offset_while_it_grows(store_url):
+    with HistoryStore(store_url) as store:
+        run_uuid = new_run_uuid()
+        deploy_id = store.apply(run_uuid, [("start", {"environment": "prod",
+                                                      "deployed_by": "bob"}),
+                                           ("log", "PLAY [x]\n")])
+        first, offset, status = store.read_log(deploy_id)
+        store.apply(run_uuid, [("log", "ok: [web1] é\n"), ("finish", {"status": "success"})])
+        rest, end, final = store.read_log(deploy_id, offset)
+
+    assert (first, status) == ("PLAY [x]\n", "running")
+    assert (rest, final) == ("ok: [web1] é\n", "success")
+    assert end == len(first + rest)
+
+
+def test_prune_soft_deletes_old_finished_runs_only(store_url):
+    with HistoryStore(store_url) as store:
+        old_done = _start(store)
+        store.apply(store.get_run(old_done)["run_uuid"], [("log", "old log\n"),
+                                                          ("finish", {"status": "failed"})])
+        still_running = _start(store)
+        later = utcnow() + timedelta(days=100)
+
+        assert store.prune(timedelta(days=90), now=later) == 1
+
+        assert (store.get_run(old_done)["is_deleted"], store.get_run(old_done)["logs"]) == (
+            "Y", None)
+        assert store.get_run(still_running)["is_deleted"] == "N"
+        assert [run["id"] for run in store.list_runs()] == [still_running]
+        assert store.count_runs(include_deleted=True) == 2
+
+
+def test_spooled_batches_are_replayed_once_and_removed(store_url, tmp_path):
+    with HistoryStore(store_url) as store:
+        spool = Spool(str(tmp_path / "spool"), store.key)
+        run_uuid = new_run_uuid()
+        spool.append(run_uuid, [("start", {"environment": "prod", "deployed_by": "bob",
+                                           "started_at": utcnow()}),
+                                ("tasks", [{"host": "web1", "task": "t", "status": "ok",
+                                            "changed": 0, "started_at": utcnow()}])])
+        spool.append(run_uuid, [("finish", {"status": "success", "completed_at": utcnow()})])
+        spool.close()
+
+        assert spool.replay(store) == [run_uuid]
+        assert spool.replay(store) == []
+
+        run = store.find_run(run_uuid)
+        assert run["status"] == "success"
+        assert len(store.task_results(run["id"])) == 1
+
+
+def test_spool_file_of_a_run_still_writing_is_left_alone(store_url, tmp_path):
+    with HistoryStore(store_url) as store:
+        spool = Spool(str(tmp_path / "spool"), store.key)
+        spool.append(new_run_uuid(), [("start", {"environment": "prod", "deployed_by": "bob"})])
+
+        assert Spool(str(tmp_path / "spool"), store.key).replay(store) == []
+        spool.close()
+
+
+def test_a_store_newer_than_the_code_is_refused(store_url):
+    with HistoryStore(store_url) as store:
+        store.ensure_schema()
+        store.apply(new_run_uuid(), [("start", {"environment": "prod", "deployed_by": "bob"})])
+        with store._transaction() as cursor:
+            store._execute(cursor, "INSERT INTO deploy_history_schema_version (version, "
+                           "applied_at) VALUES (?, ?)", (SCHEMA_VERSION + 1, utcnow()))
+
+    with HistoryStore(store_url) as store, pytest.raises(HistoryStoreError, match="newer"):
+        store.list_runs()
+
+
+def test_stale_runs_of_dead_processes_on_this_controller_are_interrupted(store_url):
+    with HistoryStore(store_url) as store:
+        dead = _start(store, controller="ctl", pid=111)
+        alive = _start(store, controller="ctl", pid=222)
+        elsewhere = _start(store, controller="other", pid=111)
+
+        assert store.mark_stale_runs("ctl", lambda pid: pid == 222) == [dead]
+
+        assert [store.get_run(i)["status"] for i in (dead, alive, elsewhere)] == [
+            "interrupted", "running", "running"]
