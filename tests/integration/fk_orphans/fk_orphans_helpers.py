@@ -157,3 +157,36 @@ def run_module(server, database: str, check: bool = False, diff: bool = False,
 
 def by_table(result: dict) -> dict:
     return {entry["table"]: entry for entry in result["relations"]}
+
+
+def module_connection(server, database: str):
+    """A connection made the way the module makes it, with the collection on sys.path."""
+    import sys
+
+    collections = str(ROOT / ".cache" / "collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
+    from ansible_collections.slipway.django.plugins.module_utils.database import connect
+
+    params = {"connect_timeout": 10, "login_unix_socket": None,
+              **connection_args(server, database)}
+    return connect(params)
+
+
+def load_bulk(db: Database, tasks: int, logs: int, every: int) -> int:
+    """tasks parents and logs task_logs rows, every `every`-th one an orphan; the orphan count."""
+    db.run(*SCHEMA[db.engine][:1])
+    if db.engine == "postgresql":
+        db.run("CREATE TABLE task_logs (id bigserial PRIMARY KEY, task_id bigint NOT NULL,"
+               " message text)",
+               f"INSERT INTO tasks SELECT g, 'task' FROM generate_series(1, {tasks}) g",
+               f"INSERT INTO task_logs (task_id, message) SELECT CASE WHEN g % {every} = 0"
+               f" THEN {tasks} + g ELSE g % {tasks} + 1 END, 'seed'"
+               f" FROM generate_series(1, {logs}) g")
+    else:
+        db.run("CREATE TABLE task_logs (id bigint AUTO_INCREMENT PRIMARY KEY,"
+               " task_id bigint NOT NULL, message varchar(20), KEY (task_id)) ENGINE=InnoDB",
+               f"INSERT INTO tasks SELECT seq, 'task' FROM seq_1_to_{tasks}",
+               f"INSERT INTO task_logs (task_id, message) SELECT CASE WHEN seq % {every} = 0"
+               f" THEN {tasks} + seq ELSE seq % {tasks} + 1 END, 'seed' FROM seq_1_to_{logs}")
+    return logs // every
