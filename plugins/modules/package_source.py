@@ -113,6 +113,13 @@ dirty:
   returned: always
   type: bool
   sample: false
+requirements_file:
+  description:
+    - A copy of the requirements file kept beside the archive, named after its digest, for
+      building wheels on the controller (empty when the source has none).
+  returned: always
+  type: str
+  sample: /root/.cache/slipway/releases/mes/requirements-1b4f0e985197.txt
 requirements_digest:
   description: SHA-256 of the requirements file (empty when the source has none).
   returned: always
@@ -305,17 +312,24 @@ def package(params: dict, check_mode: bool) -> dict:
         release_id = digest[:12]
         requirements = os.path.join(root, params["requirements"])
         archive = os.path.join(dest, f"{release_id}.tar.gz")
-        changed = not os.path.exists(archive)
+        requirements_digest = file_sha256(requirements) if os.path.isfile(requirements) else ""
+        requirements_copy = (os.path.join(dest, f"requirements-{requirements_digest[:12]}.txt")
+                             if requirements_digest else "")
+        changed = not os.path.exists(archive) or bool(
+            requirements_copy and not os.path.exists(requirements_copy))
         if changed and not check_mode:
             os.makedirs(dest, exist_ok=True)
             write_archive(root, files, archive)
+            if requirements_copy:
+                shutil.copyfile(requirements, requirements_copy)
         result.update(
             changed=changed,
             release_id=release_id,
             archive=archive,
             digest=digest,
             files=len(files),
-            requirements_digest=file_sha256(requirements) if os.path.isfile(requirements) else "",
+            requirements_digest=requirements_digest,
+            requirements_file=requirements_copy,
         )
     return result
 

@@ -43,7 +43,7 @@ done
 echo 'slipway-testbed' > "$rootfs/etc/hostname"
 : > "$rootfs/etc/machine-id"
 chroot "$rootfs" apt-get clean
-rm -rf "$rootfs"/var/lib/apt/lists/*
+# Keep the package lists: apt knows its sources from the first boot.
 
 tar -C "$rootfs" -c . | podman import \
   --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$image" >&2

@@ -39,5 +39,5 @@ def health(request):
     checks = {"database": _check_database(), "redis": _check_redis()}
     healthy = all(check["reachable"] for check in checks.values())
     body = {"status": "ok" if healthy else "unavailable", **checks,
-            "release": settings.RELEASE_ID if hasattr(settings, "RELEASE_ID") else None}
+            "release": getattr(settings, "RELEASE_ID", None)}
     return JsonResponse(body, status=200 if healthy else 503)

@@ -145,4 +145,4 @@ LOGGING = {
 }
 
 # Which release is serving (set by the deploy role); reported by /health/.
-RELEASE_ID = os.environ.get("RELEASE_ID")
+RELEASE_ID = os.environ.get("RELEASE_ID") or BASE_DIR.name
