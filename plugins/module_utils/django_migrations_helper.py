@@ -361,9 +361,9 @@ def finding_from_candidate(candidate, rows, null_rows, vendor):
         if not rows:
             return None
         finding.update(risk='high' if null_rows else 'medium',
-                       reason='makes column {} NOT NULL{}, {} of them NULL; it fails on NULLs '
-                       'and locks the table while checking'.format(candidate['column'], where,
-                                                                null_rows))
+                       reason=f'makes column {candidate["column"]} NOT NULL{where}, '
+                       f'{null_rows} of them NULL; it fails on NULLs and locks the table while '
+                       'checking')
     elif kind in ('remove_column', 'remove_table', 'rename_column', 'rename_table'):
         verb = {'remove_column': 'removes column {}'.format(candidate.get('column')),
                 'remove_table': 'drops the table',
@@ -786,11 +786,11 @@ def open_connection(alias):
         connection.ensure_connection()
     except Exception as exc:
         settings = connection.settings_dict
-        raise HelperError('database', 'Cannot connect to database {!r} ({} {} on {}): {}. Check '
-                          'that the server runs and that the credentials in the environment '
-                          'are right.'.format(alias, connection.vendor, settings.get('NAME'),
-                                          settings.get('HOST') or 'localhost',
-                                          str(exc).strip())) from None
+        host = settings.get('HOST') or 'localhost'
+        where = f"{connection.vendor} {settings.get('NAME')} on {host}"
+        raise HelperError('database', f'Cannot connect to database {alias!r} ({where}): '
+                          f'{str(exc).strip()}. Check that the server runs and that the '
+                          'credentials in the environment are right.') from None
     return connection
 
 
@@ -802,9 +802,9 @@ def resolve_targets(loader, texts):
     for text in texts:
         app_label, name = parse_target(text)
         if app_label not in loader.migrated_apps:
-            raise HelperError('targets', 'Target {!r}: app {!r} has no migrations (apps with '
-                              'migrations: {}).'.format(text, app_label,
-                                                    ', '.join(sorted(loader.migrated_apps))))
+            known = ', '.join(sorted(loader.migrated_apps))
+            raise HelperError('targets', f'Target {text!r}: app {app_label!r} has no migrations '
+                              f'(apps with migrations: {known}).')
         if name is None:
             targets.extend(key for key in loader.graph.leaf_nodes() if key[0] == app_label)
         elif name == 'zero':
