@@ -194,7 +194,48 @@ def _absent_and_provable(history, schema, keys):
     return None
 
 
-def plan_repair(history, schema, force=False):
+def _repair_missing(history, schema, key, steps, handled, warnings, reapply):
+    """Drift entry for a recorded migration whose objects are missing, planning its repair.
+
+    When none of its objects exist it is un-recorded with its recorded descendants so that
+    migrate re-applies them in order; when descendants keep it from that but it is made only of
+    CreateModel/AddField, it is re-applied in place (un-recorded, then applied on its own).
+    """
+    present, missing = split_presence(history.expected_objects(key), schema)
+    entry = {'migration': label(key), 'recorded': True, 'present': present, 'missing': missing}
+    closure = history.applied_descendants(key)
+    why_not = 'some of its objects exist' if present else None
+    if why_not is None:
+        why_not = _absent_and_provable(history, schema, closure)
+    if why_not is None:
+        for node in reversed(closure):
+            node_present, node_missing = split_presence(history.expected_objects(node), schema)
+            history.applied.discard(node)
+            handled.add(node)
+            steps.append(_step('fake_unapply', node, 'recorded as applied but none of its '
+                               'tables or columns exist; migrate re-applies it',
+                               _evidence_lines(node_present, node_missing)))
+        entry.update(reason='recorded as applied but none of its objects exist',
+                     repair='fake_unapply')
+    elif (reapply and not present and history.fakeable(key)
+          and _absent_and_provable(history, schema, [key]) is None):
+        evidence = _evidence_lines(present, missing)
+        handled.add(key)
+        steps.append(_step('fake_unapply', key, 'recorded as applied but none of its tables or '
+                           'columns exist', evidence))
+        steps.append(_step('apply', key, f'in place: re-creates its missing tables and columns; '
+                           f'the recorded migrations after it stay recorded ({why_not})',
+                           evidence))
+        entry.update(reason='recorded as applied but none of its objects exist; re-applied in '
+                     'place because later recorded migrations depend on it', repair='reapply')
+    else:
+        entry.update(reason=f'recorded as applied but objects are missing; left as is because '
+                     f'{why_not}', repair=None)
+        warnings.append(f"{label(key)}: {entry['reason']}")
+    return entry
+
+
+def plan_repair(history, schema, force=False, reapply=True):
     """Repair the recorded history against the live schema.
 
     Mutates ``history.applied`` to the simulated result and returns a dict with ``steps``
@@ -276,29 +317,8 @@ def plan_repair(history, schema, force=False):
             continue
         present, missing = split_presence(objects, schema)
         if key in history.applied and missing:
-            entry = {'migration': label(key), 'recorded': True, 'present': present,
-                     'missing': missing}
-            closure = history.applied_descendants(key)
-            why_not = None if not present else 'some of its objects exist'
-            if why_not is None:
-                why_not = _absent_and_provable(history, schema, closure)
-            if why_not is None:
-                for node in reversed(closure):
-                    node_present, node_missing = split_presence(
-                        history.expected_objects(node), schema)
-                    history.applied.discard(node)
-                    handled.add(node)
-                    steps.append(_step('fake_unapply', node, 'recorded as applied but none of '
-                                       'its tables or columns exist; migrate re-applies it',
-                                       _evidence_lines(node_present, node_missing)))
-                entry['reason'] = 'recorded as applied but none of its objects exist'
-                entry['repair'] = 'fake_unapply'
-            else:
-                entry['reason'] = ('recorded as applied but objects are missing; left as is '
-                                   f'because {why_not}')
-                entry['repair'] = None
-                warnings.append('{}: {}'.format(label(key), entry['reason']))
-            drift.append(entry)
+            drift.append(_repair_missing(history, schema, key, steps, handled, warnings,
+                                         reapply))
         elif key not in history.applied and present:
             entry = {'migration': label(key), 'recorded': False, 'present': present,
                      'missing': missing, 'repair': None}
@@ -852,12 +872,102 @@ def record_rows(recorder, loader, key, applied):
             recorder.record_unapplied(app_label, name)
 
 
-def run(request):
-    version = setup_django(request)
+def step_key(step):
+    return tuple(step['migration'].split('.', 1))
+
+
+def rows_after(loader, recorded, plan):
+    """The django_migrations rows once ``plan`` has run."""
+    after = set(recorded)
+    for step in plan:
+        key = step_key(step)
+        keys = list(loader.graph.nodes[key].replaces or []) + [key]
+        if step['action'] in ('fake_apply', 'apply'):
+            after.update(keys)
+        else:
+            after.difference_update(keys)
+    return [label(key) for key in sorted(after)]
+
+
+def diagnose(request, connection, executor):
+    """Everything the module reports, with the plan; changes nothing."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    loader = executor.loader
+    recorder = MigrationRecorder(connection)
+    recorded = sorted(recorder.applied_migrations()) if recorder.has_table() else []
+    order, facts, lint = read_migrations(loader, connection)
+    history = History(order, facts, [key for key in loader.applied_migrations if key in facts])
+    repair = plan_repair(history, live_schema(connection),
+                         force=request.get('repair') == 'force',
+                         reapply=request.get('action') != 'repair')
+    migrate_plan = []
+    if request.get('action') != 'repair':
+        targets = resolve_targets(loader, request.get('targets') or [])
+        loader.applied_migrations = dict((key, None) for key in history.applied)
+        migrate_plan = executor.migration_plan(targets)
+    plan = list(repair['steps'])
+    for migration, backwards in migrate_plan:
+        plan.append(_step('unapply' if backwards else 'apply',
+                          (migration.app_label, migration.name),
+                          'target is before it' if backwards else 'pending', []))
+    pending = [label((m.app_label, m.name)) for m, backwards in migrate_plan if not backwards]
+    return {
+        'inconsistent': repair['inconsistent'], 'drift': repair['drift'], 'plan': plan,
+        'pending': pending, 'refused': repair['refused'] + blocked_pending(repair['drift'],
+                                                                          pending),
+        'warnings': repair['warnings'], 'unsafe': preflight(connection, lint, migrate_plan),
+        'applied': [], 'repair_steps': len(repair['steps']),
+        'recorded_before': [label(key) for key in recorded],
+        'recorded_after': rows_after(loader, recorded, plan),
+    }
+
+
+def execute(request, connection, executor, result):
+    """Record the repairs, re-apply in place what needs it, then migrate; fills ``applied``."""
     from django.core.management import call_command
     from django.db import transaction
-    from django.db.migrations.executor import MigrationExecutor
     from django.db.migrations.recorder import MigrationRecorder
+
+    loader = executor.loader
+    recorder = MigrationRecorder(connection)
+    repairs = result['plan'][:result['repair_steps']]
+    fakes = [step for step in repairs if step['action'].startswith('fake_')]
+    if fakes:
+        recorder.ensure_schema()
+        with transaction.atomic(using=connection.alias):
+            for step in fakes:
+                record_rows(recorder, loader, step_key(step), step['action'] == 'fake_apply')
+    output = io.StringIO()
+    try:
+        for step in repairs:
+            if step['action'] == 'apply':
+                state = loader.project_state(step_key(step), at_end=False)
+                executor.apply_migration(state, loader.graph.nodes[step_key(step)])
+        if len(repairs) < len(result['plan']):
+            for target in (request.get('targets') or [None]):
+                args = [] if target is None else list(parse_target(target))
+                call_command('migrate', *[arg for arg in args if arg is not None],
+                             database=connection.alias, interactive=False, verbosity=1,
+                             stdout=output, stderr=output)
+    except Exception as exc:
+        result['applied'] = applied_by_plan(recorder, result['plan'])
+        raise HelperError('migrate', f'migrate failed after applying '
+                          f'[{", ".join(result["applied"])}]: {type(exc).__name__}: {exc}',
+                          result=result, output=output.getvalue()) from None
+    result['output'] = output.getvalue()
+    result['applied'] = applied_by_plan(recorder, result['plan'])
+
+
+def applied_by_plan(recorder, plan):
+    done = set(recorder.applied_migrations())
+    return [step['migration'] for step in plan
+            if step['action'] == 'apply' and step_key(step) in done]
+
+
+def run(request):
+    version = setup_django(request)
+    from django.db.migrations.executor import MigrationExecutor
 
     connection = open_connection(request.get('database') or 'default')
     with advisory_lock(connection):
@@ -867,74 +977,14 @@ def run(request):
             raise HelperError('graph', f'Django could not load the migration graph: '
                               f'{type(exc).__name__}: {exc}. Fix the migration files (a missing '
                               'or renamed dependency?) before migrating.') from None
-        loader = executor.loader
-        recorder = MigrationRecorder(connection)
-        recorded = sorted(recorder.applied_migrations()) if recorder.has_table() else []
-        order, facts, lint = read_migrations(loader, connection)
-        applied = [key for key in loader.applied_migrations if key in facts]
-        history = History(order, facts, applied)
-        schema = live_schema(connection)
-        repair = plan_repair(history, schema, force=request.get('repair') == 'force')
-        if request.get('action') == 'repair':
-            migrate_plan = []
-        else:
-            targets = resolve_targets(loader, request.get('targets') or [])
-            loader.applied_migrations = dict((key, None) for key in history.applied)
-            migrate_plan = executor.migration_plan(targets)
-        plan = list(repair['steps'])
-        for migration, backwards in migrate_plan:
-            plan.append(_step('unapply' if backwards else 'apply',
-                              (migration.app_label, migration.name),
-                              'target is before it' if backwards else 'pending', []))
-        pending = [label((m.app_label, m.name)) for m, backwards in migrate_plan if not backwards]
-        refused = repair['refused'] + blocked_pending(repair['drift'], pending)
-        after = set(recorded)
-        for step in plan:
-            key = tuple(step['migration'].split('.', 1))
-            keys = list(loader.graph.nodes[key].replaces or []) + [key]
-            if step['action'] in ('fake_apply', 'apply'):
-                after.update(keys)
-            else:
-                after.difference_update(keys)
-        result = {
-            'django_version': version, 'vendor': connection.vendor,
-            'inconsistent': repair['inconsistent'], 'drift': repair['drift'], 'plan': plan,
-            'pending': pending, 'refused': refused, 'warnings': repair['warnings'],
-            'unsafe': preflight(connection, lint, migrate_plan), 'applied': [],
-            'recorded_before': [label(key) for key in recorded],
-            'recorded_after': [label(key) for key in sorted(after)],
-        }
-        if (request.get('action') == 'diagnose' or request.get('check_mode') or refused
+        result = diagnose(request, connection, executor)
+        result.update(django_version=version, vendor=connection.vendor)
+        if (request.get('action') == 'diagnose' or request.get('check_mode')
+                or result['refused']
                 or (result['unsafe'] and request.get('unsafe_operations') == 'fail')):
             return result
-        fake_steps = [step for step in plan if step['action'].startswith('fake_')]
-        if fake_steps:
-            recorder.ensure_schema()
-            with transaction.atomic(using=connection.alias):
-                for step in fake_steps:
-                    record_rows(recorder, loader, tuple(step['migration'].split('.', 1)),
-                                step['action'] == 'fake_apply')
         result['repaired'] = True
-        if migrate_plan:
-            output = io.StringIO()
-            try:
-                for target in (request.get('targets') or [None]):
-                    args = [] if target is None else list(parse_target(target))
-                    args = [arg for arg in args if arg is not None]
-                    call_command('migrate', *args, database=connection.alias,
-                                 interactive=False, verbosity=1, stdout=output, stderr=output)
-            except Exception as exc:
-                done = set(recorder.applied_migrations())
-                result['applied'] = [step['migration'] for step in plan
-                                     if step['action'] == 'apply'
-                                     and tuple(step['migration'].split('.', 1)) in done]
-                raise HelperError('migrate', f'migrate failed after applying '
-                                  f'[{", ".join(result["applied"])}]: {type(exc).__name__}: '
-                                  f'{exc}', result=result, output=output.getvalue()) from None
-            result['output'] = output.getvalue()
-        done = set(recorder.applied_migrations())
-        result['applied'] = [step['migration'] for step in plan if step['action'] == 'apply'
-                             and tuple(step['migration'].split('.', 1)) in done]
+        execute(request, connection, executor, result)
         return result
 
 

@@ -236,3 +236,24 @@ def test_targets_migrate_an_app_backwards(make_app):
     assert app.recorded() == {"shop.0001_initial"}
     assert "note" not in app.columns("shop_order")
     assert "shop_tag" not in app.tables()
+
+
+@pytest.mark.parametrize("vendor", ["mysql", "postgresql"], indirect=True)
+def test_dropped_columns_of_a_recorded_migration_are_recreated_in_place_keeping_data(make_app):
+    app = make_app(SHOP)
+    assert app.manage("migrate").returncode == 0
+    app.sql("INSERT INTO shop_order (id, number, note, paid) VALUES (1, 42, 'n', false)")
+    app.sql("ALTER TABLE shop_order DROP COLUMN note")
+    app.sql("ALTER TABLE shop_order DROP COLUMN paid")
+
+    result = app.run_module()
+
+    assert not result.get("failed"), result["msg"]
+    assert result["drift"][0]["repair"] == "reapply"
+    assert actions(result) == [("fake_unapply", "shop.0002_order_note"),
+                               ("apply", "shop.0002_order_note")]
+    assert {"note", "paid"} <= app.columns("shop_order")
+    assert app.sql("SELECT id, number FROM shop_order") == [(1, 42)]
+    assert app.recorded() == {"shop.0001_initial", "shop.0002_order_note",
+                              "shop.0003_order_tags"}
+    assert app.manage("migrate", "--check").returncode == 0

@@ -157,16 +157,21 @@ def test_recorded_migration_with_nothing_left_is_unrecorded_for_reapplying():
                              ("fake_unapply", "equip.0001_initial")]
 
 
-def test_recorded_migration_with_a_data_migration_after_it_is_left_alone():
+@pytest.mark.parametrize(("reapply", "expected"), [
+    (True, [("fake_unapply", "production.0001_initial"), ("apply", "production.0001_initial")]),
+    (False, []),
+])
+def test_recorded_migration_with_a_data_migration_after_it_is_only_reapplied_in_place(
+        reapply, expected):
     order = [PROD, ("production", "0002_data")]
     history = helper.History(order, {
         PROD: facts(children=[order[1]], creates=PROD_OBJECTS),
         order[1]: facts(parents=[PROD], operations=["RunPython"], opaque=True),
     }, set(order))
-    report = helper.plan_repair(history, {})
-    assert steps(report) == []
-    assert report["drift"][0]["repair"] is None
-    assert "RunPython" in report["drift"][0]["reason"]
+    report = helper.plan_repair(history, {}, reapply=reapply)
+    assert steps(report) == expected
+    assert report["drift"][0]["repair"] == ("reapply" if reapply else None)
+    assert reapply or "RunPython" in report["drift"][0]["reason"]
 
 
 def test_objects_removed_by_a_later_recorded_migration_are_not_expected():
@@ -277,3 +282,28 @@ def test_code_and_sql_operations_are_opaque_and_need_review(django_connection, s
     effects, _ = effects_of(source, django_connection)
     assert effects["opaque"] is opaque
     assert [c["kind"] for c in effects["lint"]] == (["review"] if opaque else [])
+
+
+def tool_history():
+    """The seed graph plus equip.0003, which creates a table of its own after 0002."""
+    tool = ("equip", "0003_tool")
+    graph = seed_history(set()).facts
+    graph[EQUIP2]["children"] = [tool]
+    graph[tool] = facts(parents=[EQUIP2], creates=[("table", "equip_tool")])
+    return helper.History([PROD, EQUIP, EQUIP2, tool], graph, {PROD, EQUIP, EQUIP2, tool})
+
+
+LIVE_WITHOUT_SERIAL = schema_of(*PROD_OBJECTS, *EQUIP_OBJECTS, ("table", "equip_tool"))
+
+
+def test_missing_column_under_recorded_descendants_is_reapplied_in_place():
+    report = helper.plan_repair(tool_history(), LIVE_WITHOUT_SERIAL)
+    assert steps(report) == [("fake_unapply", "equip.0002_machine_serial"),
+                             ("apply", "equip.0002_machine_serial")]
+    assert report["drift"][0]["repair"] == "reapply"
+
+
+def test_action_repair_never_reapplies_in_place():
+    report = helper.plan_repair(tool_history(), LIVE_WITHOUT_SERIAL, reapply=False)
+    assert steps(report) == []
+    assert report["drift"][0]["repair"] is None
