@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def _heading(text):
 
 def _short(value):
     if isinstance(value, str):
-        return value
+        return str(value)  # a plain str, whatever subclass Ansible tagged it with
     try:
         return json.dumps(value, default=str, sort_keys=True)
     except (TypeError, ValueError):
@@ -334,17 +335,19 @@ class CallbackModule(CallbackBase):
         self._log(_heading(f"PLAY [{self._play_name}]"))
 
     def _on_task_start(self, task, heading):
-        self._task_started[task._uuid] = utcnow()
+        self._task_started[task._uuid] = time.time()
         self._log(_heading(f"{heading} [{task.get_name().strip()}]"))
 
     def _on_runner_start(self, host, task):
         if host.name not in self._scanned_hosts and self._play is not None:
             self._scan_host(self._play, host)
-        self._host_started[(host.name, task._uuid)] = utcnow()
+        self._host_started[(host.name, task._uuid)] = time.time()
 
     def _on_result(self, result, status):
-        task, host, data = result._task, result._host.get_name(), result._result
-        now = utcnow()
+        # The raw data, not the `result` property: that one deep-copies every result.
+        data = getattr(result, "_return_data", None) or result._result
+        task, host = result._task, result._host.get_name()
+        now = time.time()
         started = (self._host_started.pop((host, task._uuid), None)
                    or self._task_started.get(task._uuid) or now)
         changed = bool(data.get("changed")) and status == "ok"
@@ -354,7 +357,7 @@ class CallbackModule(CallbackBase):
         self._submit("task", {
             "host": host, "play": self._play_name, "task": task.get_name().strip(),
             "action": task.action, "status": status, "changed": int(changed),
-            "started_at": started, "duration_ms": int((now - started).total_seconds() * 1000),
+            "started_at": started, "duration_ms": int((now - started) * 1000),
             "message": message,
         })
         self._log(self._result_line(host, status, changed, message))
@@ -412,7 +415,7 @@ class CallbackModule(CallbackBase):
             if column == "environment" and self._explicit_environment:
                 continue
             self._published.add(column)
-            fields[column] = str(value)
+            fields[column] = str(value)  # tagged or lazy values become plain text here
         if fields:
             self._fields.update(fields)
             self._submit("update", fields)

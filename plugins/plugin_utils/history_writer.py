@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (
@@ -43,6 +44,11 @@ def _truncate(text: Any) -> Any:
     if isinstance(text, str) and len(text) > MESSAGE_LIMIT:
         return text[:MESSAGE_LIMIT] + " [...]"
     return text
+
+
+def _utc(timestamp: float) -> datetime:
+    """The naive UTC datetime the store keeps, from a time.time() taken on the hot path."""
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
 
 
 def _merge(operations: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -132,6 +138,7 @@ class HistoryWriter:
             payload = self._scrubber.scrub_all(payload)
             if kind == "task":
                 payload["message"] = _truncate(payload.get("message"))
+                payload["started_at"] = _utc(payload["started_at"])
             operations.append((kind, payload))
         return _merge(operations)
 
