@@ -179,6 +179,11 @@ def run_module(engine: Engine, database: str, batch_size: int) -> dict:
 def run_single_delete(engine: Engine, database: str) -> int:
     conn = engine.connect(database, autocommit=False)
     with conn.cursor() as cur:
+        if engine.name == "mysql":
+            # Keep a materialized parent set in memory: on-disk temporary tables under /tmp
+            # were being removed by other test runs on the shared host.
+            cur.execute("SET SESSION tmp_table_size = 1073741824,"
+                        " max_heap_table_size = 1073741824")
         cur.execute(SINGLE_DELETE)
         deleted = cur.rowcount
     conn.commit()

@@ -401,10 +401,15 @@ class MysqlDialect:
         return list(rows)
 
     @staticmethod
-    def _orphan_condition(rel: Relation) -> str:
+    def _orphans_from(rel: Relation) -> str:
+        """FROM and WHERE of an anti-join that probes the parent's index row by row.
+
+        Not NOT EXISTS: MariaDB may turn that into NOT IN over a materialized copy of the
+        whole parent table (an on-disk temporary table when the parent is large).
+        """
         col, ref = mysql_quote(rel.column), mysql_quote(rel.references_column)
-        return (f"c.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-                f"{mysql_quote(rel.references_table)} p WHERE p.{ref} = c.{col})")
+        return (f"FROM {mysql_quote(rel.table)} c LEFT JOIN {mysql_quote(rel.references_table)}"
+                f" p ON p.{ref} = c.{col} WHERE c.{col} IS NOT NULL AND p.{ref} IS NULL")
 
     def location(self) -> str:
         return "database " + str(self._rows("SELECT DATABASE()")[0][0])
@@ -465,35 +470,27 @@ class MysqlDialect:
         return self._rows(f"SELECT COUNT(*) FROM {mysql_quote(table)}")[0][0]
 
     def count_orphans(self, rel: Relation) -> int:
-        return self._rows(f"SELECT COUNT(*) FROM {mysql_quote(rel.table)} c"
-                          f" WHERE {self._orphan_condition(rel)}")[0][0]
+        return self._rows(f"SELECT COUNT(*) {self._orphans_from(rel)}")[0][0]
 
     def sample_orphans(self, rel: Relation, limit: int) -> list:
         pk = mysql_quote(rel.primary_key)
         return [row[0] for row in self._rows(
-            f"SELECT c.{pk} FROM {mysql_quote(rel.table)} c WHERE {self._orphan_condition(rel)}"
-            f" ORDER BY c.{pk} LIMIT %s", (limit,))]
+            f"SELECT c.{pk} {self._orphans_from(rel)} ORDER BY c.{pk} LIMIT %s", (limit,))]
 
     def orphan_keys(self, rel: Relation) -> list:
         """Every orphan's primary key in key order, streamed (a non-locking consistent read)."""
         pk = mysql_quote(rel.primary_key)
         with self.conn.cursor(pymysql.cursors.SSCursor) as cur:
-            cur.execute(f"SELECT c.{pk} FROM {mysql_quote(rel.table)} c"
-                        f" WHERE {self._orphan_condition(rel)} ORDER BY c.{pk}")
+            cur.execute(f"SELECT c.{pk} {self._orphans_from(rel)} ORDER BY c.{pk}")
             keys = [row[0] for row in cur]
         self.conn.commit()
         return keys
 
     def _lock_orphans(self, cur, rel: Relation, keys: list) -> list:
         """Lock the rows of keys that are still orphans; the re-check happens under the lock."""
-        pk, col = mysql_quote(rel.primary_key), mysql_quote(rel.column)
-        ref = mysql_quote(rel.references_column)
-        # An anti-join, not NOT EXISTS: MariaDB turns NOT EXISTS into NOT IN and materializes
-        # the whole parent table for every batch; this probes the parent's index per row.
-        cur.execute(f"SELECT c.{pk} FROM {mysql_quote(rel.table)} c"
-                    f" LEFT JOIN {mysql_quote(rel.references_table)} p ON p.{ref} = c.{col}"
-                    f" WHERE c.{pk} IN ({mysql_placeholders(len(keys))})"
-                    f" AND c.{col} IS NOT NULL AND p.{ref} IS NULL FOR UPDATE", keys)
+        pk = mysql_quote(rel.primary_key)
+        cur.execute(f"SELECT c.{pk} {self._orphans_from(rel)}"
+                    f" AND c.{pk} IN ({mysql_placeholders(len(keys))}) FOR UPDATE", keys)
         return [row[0] for row in cur.fetchall()]
 
     def _batch(self, rel: Relation, keys: list, statements) -> int:
@@ -625,7 +622,7 @@ def resolve_relation(dialect, rel: Relation, action: str, add_constraint: bool,
          and key.references_table == rel.references_table
          and key.references_columns == [rel.references_column]), None)
     if add_constraint:
-        _resolve_constraint(dialect, rel, what)
+        _resolve_constraint(dialect, rel, what, child, parent)
     return rel
 
 
@@ -642,10 +639,16 @@ def _resolve_archive_table(dialect, rel: Relation, columns: dict, what: str) -> 
                               f" another name. Nothing was changed.")
 
 
-def _resolve_constraint(dialect, rel: Relation, what: str) -> None:
+def _resolve_constraint(dialect, rel: Relation, what: str, child: Column,
+                        parent: Column) -> None:
     if rel.existing_constraint:
         rel.constraint_name = rel.existing_constraint.name
         return
+    if dialect.engine == "mysql" and child.type_sql != parent.type_sql:
+        raise OrphanError(f"{what}: MySQL needs identical column types for a foreign key, but"
+                          f" {rel.table}.{rel.column} is {child.type_sql} and"
+                          f" {rel.references_table}.{rel.references_column} is"
+                          f" {parent.type_sql}. Alter the column first. Nothing was changed.")
     if rel.on_delete == "set_null" and not rel.nullable:
         raise OrphanError(f"{what}: on_delete=set_null needs a nullable column, but"
                           f" {rel.table}.{rel.column} is NOT NULL. Nothing was changed.")
@@ -703,7 +706,8 @@ def clean(dialect, plan: RelationPlan, batch_size: int) -> None:
     """Clean the planned orphans batch by batch, each batch its own transaction."""
     started = time.monotonic()
     rel = plan.relation
-    if plan.create_archive_table:
+    # Two relations on one table share its archive table: the first one creates it.
+    if plan.create_archive_table and not dialect.table_exists(rel.archive_table):
         dialect.create_archive_table(rel)
         plan.archive_table_created = True
     if plan.changes_rows:

@@ -87,11 +87,11 @@ def test_mysql_quote_escapes_backticks(name, quoted):
     assert mysql_quote(name) == quoted
 
 
-def test_mysql_orphan_condition_ignores_nulls_and_quotes_every_identifier():
+def test_mysql_orphan_query_ignores_nulls_and_quotes_every_identifier():
     relation = Relation("ai`outputs", "task`id", "ta`sks", "i`d")
-    assert MysqlDialect._orphan_condition(relation) == (
-        "c.`task``id` IS NOT NULL AND NOT EXISTS (SELECT 1 FROM `ta``sks` p"
-        " WHERE p.`i``d` = c.`task``id`)")
+    assert MysqlDialect._orphans_from(relation) == (
+        "FROM `ai``outputs` c LEFT JOIN `ta``sks` p ON p.`i``d` = c.`task``id`"
+        " WHERE c.`task``id` IS NOT NULL AND p.`i``d` IS NULL")
 
 
 @pytest.mark.parametrize(("size", "expected"), [
