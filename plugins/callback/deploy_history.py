@@ -502,4 +502,3 @@ class CallbackModule(CallbackBase):
     @_never_raises
     def v2_playbook_on_stats(self, stats):
         self._on_stats(stats)
-

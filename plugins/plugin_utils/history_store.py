@@ -521,7 +521,7 @@ class HistoryStore:
                    "started_at": now, **self._columns(fields),
                    "run_uuid": run_uuid, "created_at": now, "updated_at": now}
         names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
+        marks = ", ".join(["?"] * len(columns))
         self._execute(cursor, f"INSERT INTO deploy_history ({names}) VALUES ({marks})",
                       list(columns.values()))
         if self.dialect.name == "postgresql":
@@ -553,7 +553,7 @@ class HistoryStore:
         if not tasks:
             return
         names = ", ".join(("deploy_id", *TASK_COLUMNS))
-        marks = ", ".join("?" for _ in range(len(TASK_COLUMNS) + 1))
+        marks = ", ".join(["?"] * (len(TASK_COLUMNS) + 1))
         param = self.dialect.param
         rows = [[deploy_id, *(param(_timestamp(task.get(name)) if name == "started_at"
                                     else task.get(name)) for name in TASK_COLUMNS)]
@@ -565,7 +565,7 @@ class HistoryStore:
                        hosts: Mapping[str, Mapping[str, int]]) -> None:
         self._execute(cursor, "DELETE FROM deploy_host_summary WHERE deploy_id = ?", (deploy_id,))
         names = ", ".join(("deploy_id", "host", *HOST_COUNTERS))
-        marks = ", ".join("?" for _ in range(len(HOST_COUNTERS) + 2))
+        marks = ", ".join(["?"] * (len(HOST_COUNTERS) + 2))
         rows = [[deploy_id, host, *(int(counts.get(name, 0)) for name in HOST_COUNTERS)]
                 for host, counts in sorted(hosts.items())]
         if rows:
@@ -589,7 +589,7 @@ class HistoryStore:
                               "updated_at = ? WHERE id = ? AND status = 'running'",
                               (last_seen, duration, "the ansible-playbook process ended without "
                                "finishing the run (killed)", utcnow(), deploy_id))
-        return [deploy_id for deploy_id, _, _ in stale]
+        return [entry[0] for entry in stale]
 
     def mark_cancelled(self, deploy_id: int, reason: str | None = None) -> bool:
         """Mark a running run ``cancelled`` (the console does this before stopping it)."""

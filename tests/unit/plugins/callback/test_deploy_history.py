@@ -13,8 +13,8 @@ from ansible_collections.slipway.django.plugins.callback.deploy_history import (
     (("localhost,",), None),
     ((), None),
 ])
-def test_default_environment_is_the_inventory_directory(tmp_path, monkeypatch, sources,
-                                                          environment):
+def test_default_environment_is_the_inventory_directory(
+        tmp_path, monkeypatch, sources, environment):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "inventories" / "production").mkdir(parents=True)
     (tmp_path / "inventories" / "production" / "hosts.yml").write_text("all: {}\n")
