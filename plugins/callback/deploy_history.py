@@ -265,7 +265,8 @@ class CallbackModule(CallbackBase):
             self._interrupted_by = signal.Signals(signum).name
             if signum == signal.SIGTERM:
                 # The default and ansible's own handlers end the process without atexit.
-                self._close("interrupted", f"stopped by {self._interrupted_by}", timeout=5)
+                with contextlib.suppress(Exception):
+                    self._close("interrupted", f"stopped by {self._interrupted_by}", timeout=5)
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
@@ -275,10 +276,11 @@ class CallbackModule(CallbackBase):
     def _at_exit(self):
         if os.getpid() != self._pid or self._disabled:
             return
-        if self._interrupted_by:
-            self._close("interrupted", f"stopped by {self._interrupted_by}")
-        else:
-            self._close("failed", "ansible-playbook ended before the end of the run")
+        with contextlib.suppress(Exception):
+            if self._interrupted_by:
+                self._close("interrupted", f"stopped by {self._interrupted_by}")
+            else:
+                self._close("failed", "ansible-playbook ended before the end of the run")
 
     # Recording
 
@@ -302,7 +304,10 @@ class CallbackModule(CallbackBase):
 
     def _first_host_environment(self, play, variables):
         inventory = getattr(variables, "_inventory", None)
-        hosts = inventory.get_hosts(play.hosts) if inventory is not None else []
+        try:
+            hosts = inventory.get_hosts(play.hosts) if inventory is not None else []
+        except Exception:
+            return None  # the strategy reports a bad host pattern; nothing to add here
         if not hosts:
             return None
         host_vars = self._scan_host(play, hosts[0], render=True)
@@ -318,11 +323,16 @@ class CallbackModule(CallbackBase):
         variables = play.get_variable_manager()
         if variables is None:
             return None
-        host_vars = variables.get_vars(play=play, host=host, include_hostvars=False)
-        renderer = None
-        if render:
-            renderer = Templar(loader=play.get_loader(), variables=host_vars).template
-        self._scrubber.add(secret_values(host_vars, renderer))
+        try:
+            host_vars = variables.get_vars(play=play, host=host, include_hostvars=False)
+            renderer = None
+            if render:
+                renderer = Templar(loader=play.get_loader(), variables=host_vars).template
+            self._scrubber.add(secret_values(host_vars, renderer))
+        except Exception as exc:
+            self._display.warning(f"deploy history: cannot read the variables of {host.name} "
+                                  f"({exc}); secrets among them are not masked in the history")
+            return None
         return host_vars
 
     def _on_play_start(self, play):
@@ -339,8 +349,7 @@ class CallbackModule(CallbackBase):
         self._log(_heading(f"{heading} [{task.get_name().strip()}]"))
 
     def _on_runner_start(self, host, task):
-        if host.name not in self._scanned_hosts and self._play is not None:
-            self._scan_host(self._play, host)
+        # Runs in the strategy's results thread: touch nothing but this dict here.
         self._host_started[(host.name, task._uuid)] = time.time()
 
     def _on_result(self, result, status):
@@ -348,6 +357,8 @@ class CallbackModule(CallbackBase):
         data = getattr(result, "_return_data", None) or result._result
         task, host = result._task, result._host.get_name()
         now = time.time()
+        if host not in self._scanned_hosts and self._play is not None:
+            self._scan_host(self._play, result._host)
         started = (self._host_started.pop((host, task._uuid), None)
                    or self._task_started.get(task._uuid) or now)
         changed = bool(data.get("changed")) and status == "ok"
