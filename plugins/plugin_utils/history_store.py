@@ -759,7 +759,8 @@ class Spool:
     def replay(self, store: HistoryStore) -> list[str]:
         """Write every finished spool file into ``store`` and delete it; returns the run uuids.
 
-        A file whose batches fail to apply stays for the next attempt.
+        If the store fails, the file stays for the next attempt. A file the store refuses while
+        it otherwise works is renamed ``*.rejected`` so that it cannot block every later run.
         """
         replayed = []
         for path in self.pending():
@@ -775,11 +776,24 @@ class Spool:
                 if os.fstat(handle.fileno()).st_nlink == 0:
                     continue  # another process replayed it while we waited
                 run_uuid = path.stem
-                batches = [json.loads(line) for line in handle if line.strip()]
-                operations = [op for batch in batches for op in batch["ops"]]
+                operations = [op for batch in _batches(handle) for op in batch]
                 if not operations:
                     continue
-                store.apply(run_uuid, operations)
+                try:
+                    store.apply(run_uuid, operations)
+                except HistoryStoreError:
+                    store.schema_version()  # raises if the store itself is the problem
+                    path.rename(path.with_suffix(".rejected"))
+                    continue
                 path.unlink()
                 replayed.append(run_uuid)
         return replayed
+
+
+def _batches(lines: Iterable[str]) -> Iterator[list[Any]]:
+    """The operations of each spooled batch; a line cut short by a killed process is skipped."""
+    for line in lines:
+        try:
+            yield json.loads(line)["ops"]
+        except (ValueError, KeyError, TypeError):
+            continue

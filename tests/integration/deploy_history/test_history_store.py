@@ -127,3 +127,28 @@ def test_stale_runs_of_dead_processes_on_this_controller_are_interrupted(store_u
 
         assert [store.get_run(i)["status"] for i in (dead, alive, elsewhere)] == [
             "interrupted", "running", "running"]
+
+
+def test_a_spool_file_cut_short_by_a_kill_is_replayed_up_to_the_cut(store_url, tmp_path):
+    with HistoryStore(store_url) as store:
+        spool = Spool(str(tmp_path / "spool"), store.key)
+        run_uuid = new_run_uuid()
+        spool.append(run_uuid, [("start", {"environment": "prod", "deployed_by": "bob"})])
+        spool.close()
+        with open(spool.directory / f"{run_uuid}.jsonl", "a") as handle:
+            handle.write('{"run_uuid": "x", "ops": [["log", "half a li')
+
+        assert spool.replay(store) == [run_uuid]
+        assert store.find_run(run_uuid)["status"] == "running"
+
+
+def test_a_spool_file_the_store_refuses_is_set_aside(store_url, tmp_path):
+    with HistoryStore(store_url) as store:
+        spool = Spool(str(tmp_path / "spool"), store.key)
+        good, bad = new_run_uuid(), new_run_uuid()
+        spool.append(bad, [("update", {"no_such_column": 1})])
+        spool.append(good, [("start", {"environment": "prod", "deployed_by": "bob"})])
+        spool.close()
+
+        assert spool.replay(store) == [good]
+        assert [path.suffix for path in spool.directory.iterdir()] == [".rejected"]
