@@ -8,6 +8,7 @@ recipe_hash=$(sha256sum "$0" | cut -c1-12)
 image="$name:$recipe_hash"
 
 if podman image exists "$image"; then
+  podman tag "$image" "$name:latest"
   echo "$image"
   exit 0
 fi

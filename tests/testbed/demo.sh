@@ -2,6 +2,7 @@
 # Start (or reuse) the demo host and deploy the example app onto it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 
 name=slipway-demo
 port=${SLIPWAY_DEMO_PORT:-8080}

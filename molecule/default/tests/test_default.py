@@ -1,0 +1,88 @@
+"""What a first deploy must leave on the host: services up, the app healthy, secrets private."""
+
+import json
+
+import pytest
+
+APP = "shop"
+UNITS = [f"{APP}.service", f"{APP}-celery.service", f"{APP}-celerybeat.service"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_app_units_are_active_and_enabled(host, unit):
+    service = host.service(unit)
+    assert service.is_running
+    assert service.is_enabled
+
+
+@pytest.mark.parametrize("unit", ["nginx", "postgresql@15-main", "redis-server"])
+def test_infrastructure_services_are_active(host, unit):
+    assert host.service(unit).is_running
+
+
+def test_health_answers_200_through_nginx_with_database_and_redis_reachable(host):
+    result = host.run(
+        "python3 -c 'import urllib.request,sys;"
+        "r=urllib.request.urlopen(\"http://127.0.0.1/health/\", timeout=10);"
+        "sys.stdout.write(str(r.status)+\"\\n\"+r.read().decode())'"
+    )
+    assert result.rc == 0, result.stderr
+    status, body = result.stdout.split("\n", 1)
+    assert status == "200"
+    health = json.loads(body)
+    assert health["database"]["reachable"] is True
+    assert health["redis"]["reachable"] is True
+
+
+def test_admin_css_is_served_by_nginx_from_disk(host):
+    result = host.run(
+        "python3 -c 'import urllib.request;"
+        "r=urllib.request.urlopen(\"http://127.0.0.1/static/admin/css/base.css\", timeout=10);"
+        "print(r.status, r.headers[\"Content-Type\"], r.headers.get(\"Server\"))'"
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.split()[:2] == ["200", "text/css"]
+
+
+def test_celery_task_round_trip_through_redis(host):
+    result = host.run(
+        f"/srv/{APP}/bin/manage shell --command "
+        "'from production.tasks import add; print(add.delay(2, 3).get(timeout=60))'"
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "5"
+
+
+def test_logrotate_accepts_the_app_configuration(host):
+    result = host.run(f"logrotate -d /etc/logrotate.d/{APP}")
+    assert result.rc == 0, result.stderr
+    output = (result.stdout + result.stderr).lower()
+    assert "error" not in output
+    assert f"/var/log/{APP}/*.log" in output
+
+
+def test_env_file_is_0600_and_owned_by_the_app_user(host):
+    env = host.file(f"/srv/{APP}/shared/.env")
+    assert env.mode == 0o600
+    assert env.user == APP
+    assert "SECRET_KEY=" in env.content_string
+
+
+def test_no_service_runs_as_root_except_the_nginx_master(host):
+    processes = host.run("ps -eo user=,ppid=,comm=").stdout.splitlines()
+    rows = [line.split(None, 2) for line in processes]
+    service_names = ("gunicorn", "celery", "postgres", "redis-server", "nginx")
+    by_root = [(ppid, comm) for user, ppid, comm in rows
+               if user == "root" and comm.startswith(service_names)]
+    assert by_root == [("1", "nginx")], by_root
+    assert any(comm == "gunicorn" and user == APP for user, _, comm in rows)
+    assert any(comm == "celery" and user == APP for user, _, comm in rows)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_is_hardened_to_an_exposure_of_2_or_lower(host, unit):
+    output = host.check_output(f"systemd-analyze security {unit} --no-pager")
+    verdict = output.strip().splitlines()[-1]
+    print(f"\nsystemd-analyze security {unit}: {verdict}")
+    score = float(verdict.split("level for", 1)[1].split(":", 1)[1].split()[0])
+    assert score <= 2.0, verdict
