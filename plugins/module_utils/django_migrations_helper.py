@@ -84,7 +84,7 @@ def split_presence(objects, schema):
 
 def parse_target(text):
     """``'app'`` -> (app, None); ``'app.0002'`` -> (app, '0002'); ``'app.zero'`` kept as is."""
-    app_label, _, name = text.partition('.')
+    app_label, name = text.split('.', 1) if '.' in text else (text, '')
     if not app_label:
         raise HelperError('targets', f'Target {text!r} has no app label; use "app" or '
                           '"app.migration".')
@@ -183,7 +183,7 @@ def _absent_and_provable(history, schema, keys):
     """Why un-recording ``keys`` would not be safe, or None when none of their objects exist."""
     for key in keys:
         objects = history.expected_objects(key)
-        present, _ = split_presence(objects, schema)
+        present = split_presence(objects, schema)[0]
         if present:
             return f'{label(key)} has objects in the database: {", ".join(present)}'
         if history.facts[key]['opaque']:
@@ -252,7 +252,7 @@ def plan_repair(history, schema, force=False, reapply=True):
 
     # 1. Missing dependencies whose objects are all there: the rows were lost, record them.
     missing_deps = []
-    for dependent, _ in inconsistent:
+    for dependent in [pair[0] for pair in inconsistent]:
         for ancestor in history.unapplied_ancestors(dependent):
             if ancestor not in missing_deps:
                 missing_deps.append(ancestor)
@@ -267,7 +267,7 @@ def plan_repair(history, schema, force=False, reapply=True):
                                _evidence_lines(present, missing)))
 
     # 2. Dependents none of whose objects exist: un-record them so migrate applies all in order.
-    for dependent, _ in history.inconsistent():
+    for dependent in [pair[0] for pair in history.inconsistent()]:
         if dependent not in history.applied:
             continue
         closure = history.applied_descendants(dependent)
@@ -483,7 +483,7 @@ def _has_default(field):
 
 
 def _type_signature(field):
-    path, _, kwargs = field.deconstruct()[1:]
+    path, kwargs = field.deconstruct()[1], field.deconstruct()[3]
     return (path, kwargs.get('max_length'), kwargs.get('max_digits'),
             kwargs.get('decimal_places'))
 
@@ -914,8 +914,8 @@ def diagnose(request, connection, executor):
     pending = [label((m.app_label, m.name)) for m, backwards in migrate_plan if not backwards]
     return {
         'inconsistent': repair['inconsistent'], 'drift': repair['drift'], 'plan': plan,
-        'pending': pending, 'refused': repair['refused'] + blocked_pending(repair['drift'],
-                                                                          pending),
+        'pending': pending,
+        'refused': repair['refused'] + blocked_pending(repair['drift'], pending),
         'warnings': repair['warnings'], 'unsafe': preflight(connection, lint, migrate_plan),
         'applied': [], 'repair_steps': len(repair['steps']),
         'recorded_before': [label(key) for key in recorded],

@@ -31,7 +31,7 @@ description:
   - Works with PostgreSQL, MySQL/MariaDB and SQLite.
 version_added: 0.1.0
 author:
-  - slipway developers
+  - slipway developers (@slipway)
 options:
   project_path:
     description:
@@ -102,7 +102,9 @@ attributes:
     support: full
     description: Shows the C(django_migrations) rows that would be removed and added.
   platform:
+    support: full
     platforms: posix
+    description: Runs on the app host, with the app's virtualenv.
 requirements:
   - On the managed host, a python with Django (the app's virtualenv) and the app's database
     driver. The module's own interpreter needs no Django.
@@ -156,11 +158,18 @@ inconsistent:
   type: list
   elements: dict
   sample: [{"migration": "equip.0001_initial", "missing_dependency": "production.0001_initial"}]
+  contains:
+    migration:
+      description: The recorded migration.
+      type: str
+    missing_dependency:
+      description: Its dependency that is not recorded.
+      type: str
 drift:
   description:
     - Migrations whose recorded state disagrees with the schema - recorded but some of their
-      tables/columns are missing (RV(drift[].recorded) true), or not recorded while some or all
-      of them exist (false). RV(drift[].repair) is the repair chosen, or null with the reason.
+      tables/columns are missing (RV(drift[].recorded=true)), or not recorded while some or all
+      of them exist. RV(drift[].repair) is the repair chosen, or null with the reason.
   returned: always
   type: list
   elements: dict
@@ -171,6 +180,29 @@ drift:
       missing: []
       repair: fake_apply
       reason: not recorded but every table and column it creates exists
+  contains:
+    migration:
+      description: The migration.
+      type: str
+    recorded:
+      description: Whether django_migrations records it as applied.
+      type: bool
+    present:
+      description: The tables and columns it creates that exist.
+      type: list
+      elements: str
+    missing:
+      description: The tables and columns it creates that do not exist.
+      type: list
+      elements: str
+    repair:
+      description:
+        - V(fake_apply), V(fake_unapply), V(reapply) (un-recorded and applied again on its own
+          because recorded migrations depend on it), or null when it is left as is.
+      type: str
+    reason:
+      description: Why this repair, or why none.
+      type: str
 plan:
   description:
     - The ordered steps, repairs first. V(fake_apply)/V(fake_unapply) only add or remove
@@ -188,6 +220,20 @@ plan:
       migration: equip.0002_machine_serial
       reason: pending
       evidence: []
+  contains:
+    action:
+      description: V(fake_apply), V(fake_unapply), V(apply) or V(unapply).
+      type: str
+    migration:
+      description: The migration, as C(app.name).
+      type: str
+    reason:
+      description: Why this step.
+      type: str
+    evidence:
+      description: What exists and what is missing in the live schema.
+      type: list
+      elements: str
 pending:
   description: Migrations the migrate step applies (or would apply), in order.
   returned: always
@@ -208,6 +254,25 @@ unsafe:
       reason: "adds NOT NULL column user_id without a default on table api_order (120 rows): ..."
       table: api_order
       rows: 120
+  contains:
+    migration:
+      description: The pending migration.
+      type: str
+    operation:
+      description: The operation and its description.
+      type: str
+    risk:
+      description: V(high), V(medium) or V(review).
+      type: str
+    reason:
+      description: What can go wrong, on which table with how many rows, and what to do.
+      type: str
+    table:
+      description: The table concerned, or null for RunPython/RunSQL.
+      type: str
+    rows:
+      description: The table's live row count, or null.
+      type: int
 refused:
   description: What safe repair refused to do and why (present and missing objects).
   returned: always

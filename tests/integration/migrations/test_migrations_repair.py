@@ -257,3 +257,33 @@ def test_dropped_columns_of_a_recorded_migration_are_recreated_in_place_keeping_
     assert app.recorded() == {"shop.0001_initial", "shop.0002_order_note",
                               "shop.0003_order_tags"}
     assert app.manage("migrate", "--check").returncode == 0
+
+
+@pytest.mark.parametrize("vendor", ["postgresql"], indirect=True)
+def test_lost_history_table_is_rebuilt_from_the_schema_without_touching_data(make_app):
+    app = migrated_seed(make_app)
+    app.sql("DROP TABLE django_migrations")
+
+    result = app.run_module()
+
+    assert not result.get("failed"), result["msg"]
+    assert actions(result) == [("fake_apply", "production.0001_initial"),
+                               ("fake_apply", "equip.0001_initial"),
+                               ("fake_apply", "equip.0002_machine_serial")]
+    assert app.recorded() == {"production.0001_initial", "equip.0001_initial",
+                              "equip.0002_machine_serial"}
+    assert app.sql("SELECT code, serial FROM equip_machine") == [("M-7", "S")]
+
+
+@pytest.mark.parametrize("vendor", ["sqlite"], indirect=True)
+def test_action_repair_fixes_the_history_and_applies_nothing(make_app):
+    app = make_app(SEED)
+    app.record("equip.0001_initial")
+
+    result = app.run_module(action="repair")
+
+    assert not result.get("failed"), result["msg"]
+    assert actions(result) == [("fake_unapply", "equip.0001_initial")]
+    assert result["applied"] == []
+    assert app.recorded() == set()
+    assert not {"production_production", "equip_machine"} & app.tables()

@@ -236,11 +236,11 @@ def effects_of(source, connection, state=None):
 
 
 def test_create_model_creates_its_table_columns_and_m2m_through_table(django_connection):
-    effects, _ = effects_of(
+    effects = effects_of(
         "migrations.CreateModel('Order', [('id', models.BigAutoField(primary_key=True)), "
         "('customer', models.ForeignKey('shop.customer', models.CASCADE)), "
         "('code', models.CharField(max_length=5, db_column='Code')), "
-        "('tags', models.ManyToManyField('shop.tag'))])", django_connection)
+        "('tags', models.ManyToManyField('shop.tag'))])", django_connection)[0]
     assert effects["creates"] == [("table", "shop_order"), ("column", "shop_order", "id"),
                                   ("column", "shop_order", "customer_id"),
                                   ("column", "shop_order", "Code"),
@@ -249,22 +249,22 @@ def test_create_model_creates_its_table_columns_and_m2m_through_table(django_con
 
 @pytest.mark.parametrize("options", ["{'proxy': True}", "{'managed': False}"])
 def test_models_without_their_own_table_create_nothing(django_connection, options):
-    effects, _ = effects_of(
+    effects = effects_of(
         f"migrations.CreateModel('Order', [('id', models.BigAutoField(primary_key=True))], "
-        f"options={options})", django_connection)
+        f"options={options})", django_connection)[0]
     assert effects["creates"] == []
 
 
 def test_add_rename_and_remove_field_follow_the_state_before_them(django_connection):
-    _, state = effects_of("migrations.CreateModel('Order', [('id', models.AutoField("
-                          "primary_key=True))], options={'db_table': 'orders'})",
-                          django_connection)
+    state = effects_of("migrations.CreateModel('Order', [('id', models.AutoField("
+                       "primary_key=True))], options={'db_table': 'orders'})",
+                       django_connection)[1]
     added, state = effects_of("migrations.AddField('order', 'note', models.TextField())",
                               django_connection, state)
     renamed, state = effects_of("migrations.RenameField('order', 'note', 'comment')",
                                 django_connection, state)
-    removed, _ = effects_of("migrations.RemoveField('order', 'comment')", django_connection,
-                            state)
+    removed = effects_of("migrations.RemoveField('order', 'comment')", django_connection,
+                         state)[0]
     assert added["creates"] == [("column", "orders", "note")]
     assert added["lint"][0]["kind"] == "not_null_no_default"
     assert (renamed["removes"], renamed["creates"]) == ([("column", "orders", "note")],
@@ -279,7 +279,7 @@ def test_add_rename_and_remove_field_follow_the_state_before_them(django_connect
     ("migrations.SeparateDatabaseAndState(state_operations=[])", False),
 ])
 def test_code_and_sql_operations_are_opaque_and_need_review(django_connection, source, opaque):
-    effects, _ = effects_of(source, django_connection)
+    effects = effects_of(source, django_connection)[0]
     assert effects["opaque"] is opaque
     assert [c["kind"] for c in effects["lint"]] == (["review"] if opaque else [])
 
