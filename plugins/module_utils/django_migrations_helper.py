@@ -616,6 +616,43 @@ def operation_effects(op, app_label, state, connection):
             'unapply': unapply, 'opaque': opaque}
 
 
+def dependency_order(graph):
+    """Every migration key, each after its dependencies (Django's own forwards order)."""
+    order, seen = [], set()
+    for leaf in sorted(graph.leaf_nodes()):
+        for key in graph.forwards_plan(leaf):
+            if key not in seen:
+                seen.add(key)
+                order.append(key)
+    return order
+
+
+def _allowed_here(op, app_label, alias):
+    """Whether the database routers let ``op`` run on this alias (Django skips it otherwise)."""
+    from django.db import router
+    model_name = getattr(op, 'model_name', None) or getattr(op, 'name', None)
+    hints = getattr(op, 'hints', None) or {}
+    if model_name and not hints:
+        return router.allow_migrate(alias, app_label, model_name=model_name.lower())
+    return router.allow_migrate(alias, app_label, **hints)
+
+
+def _replay(op, key, migration, state, connection):
+    """Effects of one operation (empty when routed elsewhere), then the state moved past it."""
+    if _allowed_here(op, migration.app_label, connection.alias):
+        effects = operation_effects(op, migration.app_label, state, connection)
+    else:
+        effects = {'name': type(op).__name__, 'creates': [], 'removes': [], 'lint': [],
+                   'unapply': [], 'opaque': False}
+    try:
+        op.state_forwards(migration.app_label, state)
+    except Exception as exc:
+        raise HelperError('graph', f'{label(key)}: {type(op).__name__} could not be replayed on '
+                          f'the project state ({type(exc).__name__}: {exc}); does '
+                          '"manage.py migrate --plan" work?') from None
+    return effects
+
+
 def read_migrations(loader, connection):
     """Walk every migration in dependency order, replaying its operations on one project state.
 
@@ -624,12 +661,7 @@ def read_migrations(loader, connection):
     from django.db.migrations.state import ProjectState
 
     graph = loader.graph
-    order, seen = [], set()
-    for leaf in sorted(graph.leaf_nodes()):
-        for key in graph.forwards_plan(leaf):
-            if key not in seen:
-                seen.add(key)
-                order.append(key)
+    order = dependency_order(graph)
     state = ProjectState(real_apps=loader.unmigrated_apps)
     facts, lint = {}, {}
     for key in order:
@@ -638,25 +670,21 @@ def read_migrations(loader, connection):
         entry = {'parents': sorted(parent.key for parent in node.parents),
                  'children': sorted(child.key for child in node.children),
                  'creates': [], 'removes': [], 'operations': [], 'opaque': False}
-        candidates, unapply = [], []
+        lint[key] = {'forwards': [], 'backwards': []}
         for op in migration.operations:
-            effects = operation_effects(op, migration.app_label, state, connection)
+            effects = _replay(op, key, migration, state, connection)
             entry['operations'].append(effects['name'])
             entry['creates'].extend(effects['creates'])
             entry['removes'].extend(effects['removes'])
             entry['opaque'] = entry['opaque'] or effects['opaque']
             described = _describe_operation(op)
-            for candidate in effects['lint']:
-                candidate.update(migration=label(key), operation=described,
-                                 operation_name=effects['name'])
-                candidates.append(candidate)
-            for candidate in effects['unapply']:
-                candidate.update(migration=label(key), operation=described,
-                                 operation_name=effects['name'])
-                unapply.append(candidate)
-            op.state_forwards(migration.app_label, state)
+            for direction in ('lint', 'unapply'):
+                for candidate in effects[direction]:
+                    candidate.update(migration=label(key), operation=described,
+                                     operation_name=effects['name'])
+                    lint[key]['forwards' if direction == 'lint' else 'backwards'].append(
+                        candidate)
         facts[key] = entry
-        lint[key] = {'forwards': candidates, 'backwards': unapply}
     return order, facts, lint
 
 
