@@ -121,6 +121,15 @@ class History:
                 expected.append(obj)
         return expected
 
+    def expected_gone(self, key):
+        """Objects ``key`` removes that no later recorded migration creates again."""
+        here = self.position[key]
+        recreated = set()
+        for index in range(here + 1, len(self.order)):
+            if self.order[index] in self.applied:
+                recreated.update(self.facts[self.order[index]]['creates'])
+        return [obj for obj in self.facts[key]['removes'] if obj not in recreated]
+
     def fakeable(self, key):
         """Whether presence of its objects proves ``key`` applied (only create-like operations)."""
         operations = self.facts[key]['operations']
@@ -235,6 +244,25 @@ def _repair_missing(history, schema, key, steps, handled, warnings, reapply):
     return entry
 
 
+def _dependency_evidence(history, schema, dep):
+    """Evidence that a missing dependency was applied, or None when the schema does not prove it.
+
+    Every table and column it creates must exist, and every one it removes must be gone.
+    """
+    objects = history.expected_objects(dep)
+    present, missing = split_presence(objects, schema)
+    still_there = [describe_object(obj) for obj in history.expected_gone(dep)
+                   if object_exists(obj, schema)]
+    if not objects or missing or still_there:
+        return None
+    evidence = _evidence_lines(present, missing)
+    evidence += [f'{describe_object(obj)} is gone' for obj in history.expected_gone(dep)]
+    if not history.fakeable(dep):
+        evidence.append(f'not verifiable from the schema: {", ".join(history.blockers(dep))}; '
+                        'the recorded dependent shows it ran')
+    return evidence
+
+
 def plan_repair(history, schema, force=False, reapply=True):
     """Repair the recorded history against the live schema.
 
@@ -257,14 +285,12 @@ def plan_repair(history, schema, force=False, reapply=True):
             if ancestor not in missing_deps:
                 missing_deps.append(ancestor)
     for dep in sorted(missing_deps, key=history.position.get):
-        objects = history.expected_objects(dep)
-        present, missing = split_presence(objects, schema)
-        if objects and not missing and history.fakeable(dep) and history.parents_applied(dep):
+        evidence = _dependency_evidence(history, schema, dep)
+        if evidence is not None and history.parents_applied(dep):
             history.applied.add(dep)
             handled.add(dep)
             steps.append(_step('fake_apply', dep, 'dependency of a recorded migration; every '
-                               'table and column it creates exists',
-                               _evidence_lines(present, missing)))
+                               'table and column it creates exists', evidence))
 
     # 2. Dependents none of whose objects exist: un-record them so migrate applies all in order.
     for dependent in [pair[0] for pair in history.inconsistent()]:
@@ -307,6 +333,7 @@ def plan_repair(history, schema, force=False, reapply=True):
         refused.append({'migration': label(dependent), 'reason': reason,
                         'present': dep_present + own_present,
                         'missing': dep_missing + own_missing})
+        handled.update((dependent, dep))
 
     # 4. Drift between recorded rows and the schema.
     for key in history.order:
@@ -329,6 +356,9 @@ def plan_repair(history, schema, force=False, reapply=True):
                 blockers = ', '.join(history.blockers(key))
                 entry['reason'] = (f'not recorded although its objects exist, but it contains '
                                    f'{blockers}, which the schema cannot prove applied')
+            elif any(object_exists(obj, schema) for obj in history.expected_gone(key)):
+                entry['reason'] = ('not recorded although its objects exist, but what it '
+                                   'removes is still there')
             elif not history.parents_applied(key):
                 entry['reason'] = ('not recorded although its objects exist, but its '
                                    'dependencies are not applied yet')

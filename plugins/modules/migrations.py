@@ -13,21 +13,34 @@ description:
   - Loads the Django migration graph with the app's own virtualenv python (a helper script that
     talks JSON with the module), compares the recorded history in C(django_migrations) with the
     live schema, and repairs the history only where the schema proves the fix right.
+  - The tables and columns a migration creates or removes are found by replaying its operations
+    on the project state before it (CreateModel, AddField, many-to-many tables, RemoveField,
+    DeleteModel, RenameField, RenameModel, AlterModelTable, column renames by AlterField).
   - Inconsistent history (a migration recorded while a dependency is not) is repaired by
-    fake-applying the dependency when every table and column it creates exists, or by
-    fake-unapplying the dependent (and its recorded descendants) when none of their objects
-    exist, so that migrate applies both in order. Anything in between is refused in C(safe) mode.
+    fake-applying the dependency when every table and column it creates exists (and what it
+    removes is gone), or by fake-unapplying the dependent (and its recorded descendants) when
+    none of their objects exist, so that migrate applies both in order. Anything in between is
+    refused in C(safe) mode, with what exists and what does not.
   - A migration that is not recorded although every table and column it creates exists (the
     "table already exists" failure) is fake-applied when it consists only of CreateModel and
-    AddField operations. A recorded migration none of whose objects exist is un-recorded so
-    that migrate re-applies it.
+    AddField operations (plus AlterModelOptions/AlterModelManagers), initial or not. Partial
+    presence is refused with the list of what is present and missing.
+  - A recorded migration none of whose objects exist (the "column does not exist" failure) is
+    un-recorded with its recorded descendants so that migrate re-applies them. When later
+    recorded migrations that still have their objects depend on it, and it consists only of
+    CreateModel/AddField, it is re-applied in place instead (un-recorded, then applied on its
+    own). A recorded migration with only some objects missing is reported and left alone.
   - Before applying, pending migrations are checked for operations that are dangerous on a live
     database (NOT NULL columns without default on tables with rows, removals and renames during
-    rolling deploys, type changes, non-concurrent indexes on large PostgreSQL tables, unique
-    constraints, RunPython/RunSQL); each finding names the table and its row count.
+    rolling deploys, type changes, NOT NULL on columns holding NULLs, indexes built without
+    CONCURRENTLY on PostgreSQL tables of 10000 rows or more, unique constraints, RunPython and
+    RunSQL); each finding names the table and its live row count. Unapplying (backwards
+    targets) a migration that drops a table or column holding rows is reported too.
   - Two runs against the same database never interleave; the helper holds an advisory lock
-    (PostgreSQL C(pg_advisory_lock), MySQL/MariaDB C(GET_LOCK), a file lock for SQLite) for its
-    whole run.
+    (PostgreSQL C(pg_try_advisory_lock), MySQL/MariaDB C(GET_LOCK), an C(flock) next to the
+    SQLite file) for its whole run, and fails after waiting 600 seconds for it.
+  - Migrations are applied with Django's own C(migrate) command (signals included), after the
+    repairs are recorded.
   - Works with PostgreSQL, MySQL/MariaDB and SQLite.
 version_added: 0.1.0
 author:

@@ -120,13 +120,22 @@ def test_force_records_the_missing_dependency_without_evidence():
     assert report["warnings"]
 
 
-def test_dependency_made_of_runpython_is_not_proven_by_its_tables():
+def test_dependency_with_runpython_is_fake_applied_when_its_tables_exist_with_a_note():
     history = seed_history({EQUIP})
     history.facts[PROD]["operations"] = ["CreateModel", "RunPython"]
     history.facts[PROD]["opaque"] = True
     report = helper.plan_repair(history, schema_of(*PROD_OBJECTS, *EQUIP_OBJECTS))
+    assert steps(report) == [("fake_apply", "production.0001_initial")]
+    assert "not verifiable from the schema: RunPython" in report["steps"][0]["evidence"][-1]
+
+
+def test_dependency_whose_removed_column_is_still_there_is_not_fake_applied():
+    history = seed_history({EQUIP})
+    history.facts[PROD]["removes"] = [("column", "production_production", "legacy")]
+    live = schema_of(*PROD_OBJECTS, *EQUIP_OBJECTS, ("column", "production_production", "legacy"))
+    report = helper.plan_repair(history, live)
     assert steps(report) == []
-    assert "RunPython" in report["refused"][0]["reason"]
+    assert report["refused"][0]["migration"] == "equip.0001_initial"
 
 
 def test_unrecorded_addfield_migration_whose_column_exists_is_fake_applied():
