@@ -24,7 +24,7 @@ rootfs=$(mktemp -d /var/tmp/slipway-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 echo "Building $image from $mirror" >&2
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,ca-certificates,acl,procps,iproute2 \
+  --include=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,ca-certificates,acl,procps,iproute2,openssh-server \
   bookworm "$rootfs" "$mirror" >&2
 
 # Same apt sources as the controller (security updates included), no docs, no recommends.
@@ -42,6 +42,9 @@ for unit in systemd-resolved.service getty@.service serial-getty@.service consol
   ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
 echo 'slipway-testbed' > "$rootfs/etc/hostname"
+# SSH: keys only (the demo mounts the controller's public key as root's authorized_keys).
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n' \
+  > "$rootfs/etc/ssh/sshd_config.d/slipway.conf"
 : > "$rootfs/etc/machine-id"
 chroot "$rootfs" apt-get clean
 # Keep the package lists: apt knows its sources from the first boot.

@@ -3,7 +3,7 @@
 # (runc instead of crun, rlimits the sandbox can grant). Idempotent; run as root.
 set -euo pipefail
 
-packages=(podman runc debootstrap acl git make
+packages=(podman runc debootstrap acl git make openssh-client
           postgresql postgresql-client mariadb-server mariadb-client redis-server)
 missing=()
 for pkg in "${packages[@]}"; do
