@@ -629,7 +629,12 @@ def resolve_relation(dialect, rel: Relation, action: str, add_constraint: bool,
 def _resolve_archive_table(dialect, rel: Relation, columns: dict, what: str) -> None:
     rel.archive_table = rel.archive_table or default_archive_table(rel.table, dialect.name_limit)
     if rel.archive_table == rel.table:
-        raise OrphanError(f"{what}: archive_table must differ from the table itself.")
+        raise OrphanError(f"{what}: archive_table must differ from the table itself."
+                          f" Nothing was changed.")
+    if ARCHIVED_AT in columns:
+        raise OrphanError(f"{what}: table {rel.table!r} already has a column {ARCHIVED_AT!r},"
+                          f" which the archive table adds; archive this table by hand."
+                          f" Nothing was changed.")
     if dialect.table_exists(rel.archive_table):
         archive_columns = dialect.columns(rel.archive_table)
         missing = [name for name in [*columns, ARCHIVED_AT] if name not in archive_columns]

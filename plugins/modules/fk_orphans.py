@@ -25,7 +25,7 @@ description:
   - Tables are looked up in the current schema (PostgreSQL) or in O(login_db) (MySQL).
 version_added: "0.1.0"
 author:
-  - slipway contributors
+  - slipway developers (@slipway)
 extends_documentation_fragment:
   - slipway.django.connection
   - ansible.builtin.action_common_attributes
