@@ -175,3 +175,17 @@ def test_bad_input_fails_with_a_clear_error_and_no_change(seeded, relation, comp
     assert complaint in result["msg"]
     assert "Nothing was changed" in result["msg"]
     assert db.scalar("SELECT count(*) FROM ai_outputs") == 65
+
+
+def test_archive_of_two_relations_on_one_table_shares_its_archive_incl_a_self_reference(seeded):
+    server, name, db = seeded
+    db.run("ALTER TABLE issues ADD COLUMN duplicate_of bigint NULL",
+           "UPDATE issues SET duplicate_of = 999 WHERE id = 2",
+           "UPDATE issues SET duplicate_of = 3 WHERE id = 4")
+    relations = [SEED_RELATIONS[1], {"table": "issues", "column": "duplicate_of",
+                                     "references_table": "issues"}]
+    result = run_module(server, name, action="archive", relations=relations)
+    assert not result.get("failed"), result.get("msg")
+    assert [entry["archived"] for entry in result["relations"]] == [len(ISSUE_ORPHANS), 1]
+    assert db.ids("issues_orphans") == sorted([2, *ISSUE_ORPHANS])
+    assert db.scalar("SELECT duplicate_of FROM issues WHERE id = 4") == 3
