@@ -5,7 +5,8 @@ ORPHAN_FRACTION point at missing tasks (spread evenly over the key range, task_i
 Django does), then on a fresh copy each:
   (a) run the module (action=delete) through ansible-playbook,
   (b) run one DELETE ... WHERE NOT EXISTS in one transaction,
-while a writer inserts single valid task_logs rows in a loop and records each insert's latency.
+while two writers insert single rows in a loop (valid task_logs rows; new tasks) and record
+each insert's latency.
 
     .venv/bin/python benchmarks/fk_orphans.py                       # 1M parents, 5M children
     .venv/bin/python benchmarks/fk_orphans.py --parents 100000 --children 500000
@@ -115,17 +116,31 @@ class Engine:
 
 
 class Writer(threading.Thread):
-    """Inserts single valid rows, autocommit, until stopped; records each insert's latency."""
+    """Inserts single rows, autocommit, until stopped; records each insert's latency.
 
-    def __init__(self, engine: Engine, database: str, parents: int, limit: int = 1_000_000):
+    kind "child": a task_logs row pointing at an existing task (the application logging).
+    kind "parent": a new task, with an id above every reference (the application creating work).
+    """
+
+    def __init__(self, engine: Engine, database: str, kind: str, parents: int, children: int,
+                 limit: int = 1_000_000):
         super().__init__(daemon=True)
         self.conn = engine.connect(database)
+        self.kind = kind
         self.parents = parents
+        self.next_task = parents + children + 1
         self.limit = limit
         self.stop = threading.Event()
         self.latencies: list[float] = []
         self.errors: list[str] = []
-        self.ids: list[int] = []
+
+    def _insert(self, cur, rng: random.Random) -> None:
+        if self.kind == "child":
+            cur.execute("INSERT INTO task_logs (task_id, message) VALUES (%s, 'writer')",
+                        (rng.randint(1, self.parents),))
+        else:
+            cur.execute("INSERT INTO tasks (id, title) VALUES (%s, 'writer')", (self.next_task,))
+            self.next_task += 1
 
     def run(self) -> None:
         rng = random.Random(1)
@@ -133,8 +148,7 @@ class Writer(threading.Thread):
             while not self.stop.is_set() and len(self.latencies) < self.limit:
                 started = time.perf_counter()
                 try:
-                    cur.execute("INSERT INTO task_logs (task_id, message) VALUES (%s, 'writer')",
-                                (rng.randint(1, self.parents),))
+                    self._insert(cur, rng)
                 except (psycopg2.Error, pymysql.err.MySQLError) as error:
                     self.errors.append(str(error))
                 self.latencies.append(time.perf_counter() - started)
@@ -145,9 +159,10 @@ class Writer(threading.Thread):
         self.join()
         self.conn.close()
         ordered = sorted(self.latencies)
-        return dict(inserts=len(ordered), errors=len(self.errors),
-                    worst_ms=round(ordered[-1] * 1000, 1) if ordered else None,
-                    p99_ms=round(ordered[int(len(ordered) * 0.99)] * 1000, 1) if ordered else None)
+        return {f"{self.kind}_inserts": len(ordered), f"{self.kind}_errors": len(self.errors),
+                f"{self.kind}_worst_ms": round(ordered[-1] * 1000, 1) if ordered else None,
+                f"{self.kind}_p99_ms": (round(ordered[int(len(ordered) * 0.99)] * 1000, 1)
+                                        if ordered else None)}
 
 
 def run_module(engine: Engine, database: str, batch_size: int) -> dict:
@@ -191,22 +206,26 @@ def run_single_delete(engine: Engine, database: str) -> int:
     return deleted
 
 
-def measure(engine: Engine, variant: str, parents: int, batch_size: int) -> dict:
+def measure(engine: Engine, variant: str, args) -> dict:
     database = f"fk_bench_{variant}"
     engine.copy(database)
     rows_before = engine.scalar(database, "SELECT count(*) FROM task_logs")
-    writer = Writer(engine, database, parents)
-    writer.start()
+    writers = [Writer(engine, database, kind, args.parents, args.children)
+               for kind in ("child", "parent")]
+    for writer in writers:
+        writer.start()
     time.sleep(0.5)
     started = time.perf_counter()
     if variant == "module":
-        relation = run_module(engine, database, batch_size)
+        relation = run_module(engine, database, args.batch_size)
         deleted, module_seconds = relation["deleted"], relation["seconds"]
     else:
         deleted, module_seconds = run_single_delete(engine, database), None
     wall = time.perf_counter() - started
     time.sleep(0.5)
-    latency = writer.finish()
+    latency = {}
+    for writer in writers:
+        latency.update(writer.finish())
     rows_after = engine.scalar(database, "SELECT count(*) FROM task_logs")
     writer_rows = engine.scalar(database, "SELECT count(*) FROM task_logs WHERE message = 'writer'")
     engine.drop(database)
@@ -224,7 +243,7 @@ def bench_engine(server_factory, args) -> list:
         print(f"[{engine.name}] built {args.parents} parents / {args.children} children in"
               f" {time.perf_counter() - started:.0f}s", flush=True)
         for variant in ("module", "single"):
-            result = measure(engine, variant, args.parents, args.batch_size)
+            result = measure(engine, variant, args)
             print(f"[{engine.name}] {json.dumps(result)}", flush=True)
             results.append(result)
     return results
@@ -232,19 +251,22 @@ def bench_engine(server_factory, args) -> list:
 
 def summary(results: list) -> str:
     lines = ["", f"{'engine':<11} {'variant':<8} {'deleted':>8} {'total s':>8} {'module s':>9}"
-                 f" {'worst insert ms':>16} {'p99 ms':>8} {'inserts':>8} {'errors':>6}"]
+                 f" {'worst child insert ms':>22} {'worst parent insert ms':>23} {'errors':>6}"]
     for r in results:
         lines.append(f"{r['engine']:<11} {r['variant']:<8} {r['deleted']:>8} {r['wall_seconds']:>8}"
-                     f" {r['module_seconds'] or '-':>9} {r['worst_ms']:>16} {r['p99_ms']:>8}"
-                     f" {r['inserts']:>8} {r['errors']:>6}")
+                     f" {r['module_seconds'] or '-':>9} {r['child_worst_ms']:>22}"
+                     f" {r['parent_worst_ms']:>23} {r['child_errors'] + r['parent_errors']:>6}")
     for engine in dict.fromkeys(r["engine"] for r in results):
         pair = {r["variant"]: r for r in results if r["engine"] == engine}
         if len(pair) == 2:
-            ratio = pair["module"]["wall_seconds"] / pair["single"]["wall_seconds"]
-            inner = pair["module"]["module_seconds"] / pair["single"]["wall_seconds"]
-            lines.append(f"{engine}: module/single total time {ratio:.2f}x (module's own time"
-                         f" {inner:.2f}x, the rest is ansible-playbook start-up); worst insert"
-                         f" {pair['module']['worst_ms']} ms vs {pair['single']['worst_ms']} ms")
+            module, single = pair["module"], pair["single"]
+            lines.append(
+                f"{engine}: module/single total time"
+                f" {module['wall_seconds'] / single['wall_seconds']:.2f}x (module's own time"
+                f" {module['module_seconds'] / single['wall_seconds']:.2f}x; the rest is"
+                f" ansible-playbook start-up); worst insert"
+                f" {max(module['child_worst_ms'], module['parent_worst_ms'])} ms vs"
+                f" {max(single['child_worst_ms'], single['parent_worst_ms'])} ms")
     return "\n".join(lines)
 
 
