@@ -370,14 +370,15 @@ class HistoryStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _begin(self) -> Any:
+    def _begin(self, write: bool) -> Any:
         """A cursor in a new transaction; SQLite retries while another writer holds the lock."""
         attempt = 0
         while True:
             try:
                 cursor = self._connect().cursor()
                 if self.dialect.name == "sqlite":
-                    cursor.execute("BEGIN IMMEDIATE")
+                    # A writer takes the lock up front, so it never has to upgrade (and fail).
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 return cursor
             except sqlite3.OperationalError as exc:
                 attempt += 1
@@ -390,8 +391,8 @@ class HistoryStore:
                 raise HistoryStoreError(f"history store error: {exc}") from exc
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        cursor = self._begin()
+    def _transaction(self, write: bool = True) -> Iterator[Any]:
+        cursor = self._begin(write)
         try:
             yield cursor
             self._connection.commit()
@@ -638,7 +639,7 @@ class HistoryStore:
         where, params = self._filters(environment, status, since, include_deleted)
         columns = ", ".join(("id", "run_uuid", *sorted(RUN_COLUMNS), "created_at", "updated_at",
                              "is_deleted"))
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, f"SELECT {columns} FROM deploy_history{where} "
                           "ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
                           [*params, int(limit), int(offset)])
@@ -648,14 +649,14 @@ class HistoryStore:
                    since: datetime | None = None, include_deleted: bool = False) -> int:
         self.ensure_schema()
         where, params = self._filters(environment, status, since, include_deleted)
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, f"SELECT COUNT(*) FROM deploy_history{where}", params)
             return cursor.fetchone()[0]
 
     def get_run(self, deploy_id: int) -> dict[str, Any] | None:
         """One run with every column, logs included."""
         self.ensure_schema()
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, "SELECT * FROM deploy_history WHERE id = ?", (deploy_id,))
             rows = self._rows(cursor)
         return rows[0] if rows else None
@@ -663,21 +664,21 @@ class HistoryStore:
     def find_run(self, run_uuid: str) -> dict[str, Any] | None:
         """The run a writer started with this run_uuid (the console sets it before a run)."""
         self.ensure_schema()
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, "SELECT * FROM deploy_history WHERE run_uuid = ?", (run_uuid,))
             rows = self._rows(cursor)
         return rows[0] if rows else None
 
     def host_summaries(self, deploy_id: int) -> list[dict[str, Any]]:
         self.ensure_schema()
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, f"SELECT host, {', '.join(HOST_COUNTERS)} FROM "
                           "deploy_host_summary WHERE deploy_id = ? ORDER BY host", (deploy_id,))
             return self._rows(cursor)
 
     def task_results(self, deploy_id: int) -> list[dict[str, Any]]:
         self.ensure_schema()
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, f"SELECT id, {', '.join(TASK_COLUMNS)} FROM deploy_task_results "
                           "WHERE deploy_id = ? ORDER BY id", (deploy_id,))
             return self._rows(cursor)
@@ -689,7 +690,7 @@ class HistoryStore:
         longer ``running``.
         """
         self.ensure_schema()
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             self._execute(cursor, "SELECT SUBSTR(COALESCE(logs, ''), ?), status FROM "
                           "deploy_history WHERE id = ?", (int(offset) + 1, deploy_id))
             row = cursor.fetchone()
@@ -703,7 +704,7 @@ class HistoryStore:
         tables = ("deploy_history", "deploy_host_summary", "deploy_task_results",
                   "deploy_history_schema_version")
         result = {}
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             for table in tables:
                 self._execute(cursor, f"SELECT * FROM {table}")
                 result[table] = self._rows(cursor)

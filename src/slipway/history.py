@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--env", help="only this environment")
     runs.add_argument("--status", choices=store_module.STATUSES, help="only runs in this status")
     runs.add_argument("--since", type=_when, metavar="WHEN",
-                      help="only runs started since WHEN: an age (12h, 7d, 2w) or an ISO date")
+                      help="only runs started since WHEN: an age (12h, 7d, 2w) or an ISO date "
+                      "or date-time in UTC")
     runs.add_argument("--limit", type=_positive, default=20, help="runs per page (default 20)")
     runs.add_argument("--page", type=_positive, default=1, help="page number, from 1")
     runs.add_argument("--all", action="store_true", dest="include_deleted",
