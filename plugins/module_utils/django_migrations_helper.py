@@ -513,12 +513,13 @@ def _has_default(field):
 
 
 def _type_signature(field):
-    path, kwargs = field.deconstruct()[1], field.deconstruct()[3]
+    deconstructed = field.deconstruct()
+    path, kwargs = deconstructed[1], deconstructed[3]
     return (path, kwargs.get('max_length'), kwargs.get('max_digits'),
             kwargs.get('decimal_places'))
 
 
-def _lint_add_field(app_label, op, table, field, connection):
+def _lint_add_field(op, table, field):
     candidates = []
     column = _field_column(op.name, field)
     if column is None:
@@ -569,7 +570,7 @@ def operation_effects(op, app_label, state, connection):
         table = _state_table(state, app_label, op.model_name, connection)
         creates.extend(_field_objects(table, op.name, op.field, connection))
         if table:
-            lint.extend(_lint_add_field(app_label, op, table, op.field, connection))
+            lint.extend(_lint_add_field(op, table, op.field))
             column = _field_column(op.name, op.field)
             if column:
                 unapply.append({'kind': 'unapply_data', 'table': table,
