@@ -15,9 +15,9 @@ description:
     fixed, so that the same source always gives the same archive and the same release id.
   - The release id is derived from the content (a directory or archive) or from the resolved
     commit (git), so deploying unchanged code again changes nothing.
-  - Runs on the controller (C(delegate_to: localhost)).
+  - "Runs on the controller: use C(delegate_to: localhost)."
 author:
-  - slipway developers
+  - slipway developers (@slipway)
 options:
   source:
     description:
@@ -51,9 +51,11 @@ options:
     default: requirements.txt
 attributes:
   check_mode:
+    description: Can run in check mode and predict its changes without making them.
     support: full
     details: Computes the release id and reports the archive it would write, without writing it.
   diff_mode:
+    description: Returns details of what changed (or would change in check mode).
     support: none
 notes:
   - A git source needs the C(git) command on the controller.
@@ -242,7 +244,7 @@ def directory_git_info(root: str) -> tuple[str, str, bool]:
     if shutil.which("git") is None:
         return "", "", False
     probe = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                           text=True)
+                           text=True, check=False)
     if probe.returncode != 0:
         return "", "", False
     commit = probe.stdout.strip()

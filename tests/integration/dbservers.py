@@ -153,6 +153,7 @@ def mariadb_server() -> Iterator[DatabaseServer]:
     log = base / "server.log"
     argv = ["mariadbd", "--no-defaults", f"--datadir={data_dir}", f"--socket={sock}",
             f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'mysqld.pid'}",
+            f"--tmpdir={base}",
             "--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=512M",
             "--skip-name-resolve", "--max-connections=200"]
     if user:
