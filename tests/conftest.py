@@ -7,4 +7,4 @@ import os
 import tempfile
 
 _STORE_DIR = tempfile.mkdtemp(prefix="slipway-test-history-")
-os.environ.setdefault("SLIPWAY_HISTORY_DB", os.path.join(_STORE_DIR, "history.sqlite3"))
+os.environ["SLIPWAY_HISTORY_DB"] = os.path.join(_STORE_DIR, "history.sqlite3")
