@@ -98,6 +98,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     import pymysql
 
+    # PyMySQL stands in for mysqlclient; Django checks mysqlclient's version.
+    pymysql.version_info = (2, 2, 1, "final", 0)
     pymysql.install_as_MySQLdb()
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

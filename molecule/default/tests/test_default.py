@@ -1,10 +1,14 @@
 """What a first deploy must leave on the host: services up, the app healthy, secrets private."""
 
 import json
+import os
 
 import pytest
 
-APP = "shop"
+# The mysql scenario runs these same tests against MariaDB.
+APP = os.environ.get("SLIPWAY_APP", "shop")
+DB_VENDOR = os.environ.get("SLIPWAY_DB_VENDOR", "postgresql")
+DB_SERVICE = {"postgresql": "postgresql@15-main", "mysql": "mariadb"}[DB_VENDOR]
 UNITS = [f"{APP}.service", f"{APP}-celery.service", f"{APP}-celerybeat.service"]
 
 
@@ -15,7 +19,7 @@ def test_app_units_are_active_and_enabled(host, unit):
     assert service.is_enabled
 
 
-@pytest.mark.parametrize("unit", ["nginx", "postgresql@15-main", "redis-server"])
+@pytest.mark.parametrize("unit", ["nginx", DB_SERVICE, "redis-server"])
 def test_infrastructure_services_are_active(host, unit):
     assert host.service(unit).is_running
 
@@ -31,6 +35,7 @@ def test_health_answers_200_through_nginx_with_database_and_redis_reachable(host
     assert status == "200"
     health = json.loads(body)
     assert health["database"]["reachable"] is True
+    assert health["database"]["vendor"] == DB_VENDOR
     assert health["redis"]["reachable"] is True
 
 
@@ -71,7 +76,7 @@ def test_env_file_is_0600_and_owned_by_the_app_user(host):
 def test_no_service_runs_as_root_except_the_nginx_master(host):
     processes = host.run("ps -eo user=,ppid=,comm=").stdout.splitlines()
     rows = [line.split(None, 2) for line in processes]
-    service_names = ("gunicorn", "celery", "postgres", "redis-server", "nginx")
+    service_names = ("gunicorn", "celery", "postgres", "mariadbd", "redis-server", "nginx")
     by_root = [(ppid, comm) for user, ppid, comm in rows
                if user == "root" and comm.startswith(service_names)]
     assert by_root == [("1", "nginx")], by_root
