@@ -804,13 +804,13 @@ def advisory_lock(connection):
 
 @contextlib.contextmanager
 def _file_lock(connection):
-    """SQLite: an flock on a file next to the database file."""
+    """SQLite: an flock on the database file itself (independent of SQLite's own fcntl locks)."""
     import fcntl
     name = str(connection.settings_dict['NAME'])
-    if not name or name == ':memory:' or name.startswith('file:'):
+    if not name or name == ':memory:' or name.startswith('file:') or not os.path.exists(name):
         yield
         return
-    with open(name + '.slipway-migrations.lock', 'a') as handle:
+    with open(name, 'rb') as handle:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:

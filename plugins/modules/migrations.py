@@ -37,8 +37,8 @@ description:
     RunSQL); each finding names the table and its live row count. Unapplying (backwards
     targets) a migration that drops a table or column holding rows is reported too.
   - Two runs against the same database never interleave; the helper holds an advisory lock
-    (PostgreSQL C(pg_try_advisory_lock), MySQL/MariaDB C(GET_LOCK), an C(flock) next to the
-    SQLite file) for its whole run, and fails after waiting 600 seconds for it.
+    (PostgreSQL C(pg_try_advisory_lock), MySQL/MariaDB C(GET_LOCK), an C(flock) on the SQLite
+    database file) for its whole run, and fails after waiting 600 seconds for it.
   - Migrations are applied with Django's own C(migrate) command (signals included), after the
     repairs are recorded.
   - Works with PostgreSQL, MySQL/MariaDB and SQLite.

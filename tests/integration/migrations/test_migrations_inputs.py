@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import threading
@@ -54,10 +55,15 @@ def test_bad_input_fails_with_a_clear_message_and_changes_nothing(make_app, tmp_
 
 
 def hold_lock(app):
-    """A connection holding the module's advisory lock on the app's database."""
+    """Something holding the module's lock on the app's database; closing it releases it."""
     from urllib.parse import urlparse
 
     parts = urlparse(app.url)
+    if app.vendor == "sqlite":
+        app.sql("SELECT 1")  # creates the database file
+        handle = open(parts.path, "rb")  # noqa: SIM115 - closed by the caller
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return handle
     connection = app._connect()
     if app.vendor == "postgresql":
         connection.autocommit = True
@@ -68,7 +74,7 @@ def hold_lock(app):
     return connection
 
 
-@pytest.mark.parametrize("vendor", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("vendor", ["postgresql", "mysql", "sqlite"], indirect=True)
 def test_a_run_waits_for_the_lock_held_by_another_run(make_app):
     app = make_app(SHOP)
     holder = hold_lock(app)
