@@ -31,12 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "tests" / "integration" / "migrations"))
 
-from conftest import add_field, create_model  # noqa: E402
 from django_project import (  # noqa: E402
     HOST_PYTHON,
     VENV_BIN,
     App,
     Migration,
+    add_field,
+    create_model,
     make_django_venv,
     write_project,
 )

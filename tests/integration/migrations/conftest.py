@@ -11,18 +11,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from django_project import App, make_django_venv, write_project  # noqa: E402
 
-ID = "('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False))"
-
-
-def create_model(name: str, *fields: str, options: str = "") -> str:
-    """A CreateModel operation with a BigAutoField id and the given ``(name, field)`` sources."""
-    extra = f", options={options}" if options else ""
-    return f"migrations.CreateModel(name={name!r}, fields=[{', '.join((ID, *fields))}]{extra})"
-
-
-def add_field(model: str, name: str, field: str) -> str:
-    return f"migrations.AddField(model_name={model!r}, name={name!r}, field={field})"
-
 
 @pytest.fixture(scope="session")
 def django_venv(tmp_path_factory) -> Path:

@@ -76,6 +76,19 @@ class Migration(migrations.Migration):
 '''
 
 
+ID = "('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False))"
+
+
+def create_model(name: str, *fields: str, options: str = "") -> str:
+    """A CreateModel operation with a BigAutoField id and the given ``(name, field)`` sources."""
+    extra = f", options={options}" if options else ""
+    return f"migrations.CreateModel(name={name!r}, fields=[{', '.join((ID, *fields))}]{extra})"
+
+
+def add_field(model: str, name: str, field: str) -> str:
+    return f"migrations.AddField(model_name={model!r}, name={name!r}, field={field})"
+
+
 @dataclass
 class Migration:
     """One migration file: its name, dependencies and operations as Python source."""

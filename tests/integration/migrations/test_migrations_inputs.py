@@ -9,8 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import create_model
-from django_project import REPO, Migration
+from django_project import REPO, Migration, create_model
 
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 

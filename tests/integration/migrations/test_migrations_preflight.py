@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import add_field, create_model
-from django_project import Migration
+from django_project import Migration, add_field, create_model
 
 API_INITIAL = Migration("0001_initial", [
     create_model("Order", "('number', models.IntegerField())",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import add_field, create_model
-from django_project import Migration
+from django_project import Migration, add_field, create_model
 
 FK_LINE = ("('line', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, "
            "to='production.production'))")
