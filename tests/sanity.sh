@@ -9,8 +9,15 @@ dest="$work/ansible_collections/slipway/django"
 mkdir -p "$dest"
 # Only what the collection ships (plus tests/sanity ignores, if any), and git metadata so
 # ansible-test limits itself to tracked files.
-rsync -a --exclude .venv --exclude .cache --exclude '__pycache__' --exclude molecule \
-  --exclude examples --exclude benchmarks --exclude tests/integration --exclude src \
-  "$root/" "$dest/"
+tar -C "$root" --exclude=./.venv --exclude=./.cache --exclude='__pycache__' --exclude=./molecule \
+  --exclude=./examples --exclude=./benchmarks --exclude=./tests/integration --exclude=./tests/output \
+  --exclude=./src -cf - . | tar -C "$dest" -xf -
+# ansible-test bootstraps pip in its venvs with a script it downloads from a host that is not
+# reachable here; give it a local stand-in under the name it looks for.
+pip_version=$(python3 -c 'import re,sys; print(re.search(r"pip=.([0-9.]+)", sys.stdin.read()).group(1))' \
+  < "$(python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py")
+cache="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+mkdir -p "$(dirname "$cache")"
+cp "$root/tests/sanity-get-pip.py" "$cache"
 cd "$dest"
 ansible-test sanity --python 3.11 --venv --color no "$@"
