@@ -1,6 +1,7 @@
 """Overhead of the deploy_history callback, side by side with no callback and with ARA's.
 
     .venv/bin/python benchmarks/deploy_history/run.py [--rounds 5] [--tasks 300] [--hosts 4]
+                                                      [--variants none,slipway,ara]
 
 One playbook of --tasks tasks on --hosts local hosts, run by the same ansible-playbook three ways
 in every round (order rotated from round to round, so drift hits every variant alike):
@@ -10,6 +11,9 @@ in every round (order rotated from round to round, so drift hits every variant a
 ARA and ansible-core go into a throw-away virtualenv (.cache/benchmarks/ara-venv), which all three
 variants use, so that they share one interpreter and one ansible-core. One unmeasured warm-up run
 per variant comes first (ARA creates its database then). Results: benchmarks/results/.
+
+Three measures per run: wall time; CPU time of ansible-playbook and its workers; CPU time of the
+controller process alone, where callbacks run (the least noisy on a busy machine).
 """
 
 from __future__ import annotations
@@ -104,19 +108,40 @@ def variant_env(variant: str, python: Path, work: Path) -> dict[str, str]:
     return env
 
 
+# Runs ansible-playbook in this interpreter and, at exit, writes the CPU time of the controller
+# process alone (callbacks run there, never in the forked workers) to $BENCH_CPU_FILE.
+CONTROLLER_CPU = """
+import atexit, os, resource, runpy, sys
+pid = os.getpid()
+def report():
+    if os.getpid() == pid:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with open(os.environ["BENCH_CPU_FILE"], "w") as handle:
+            handle.write(str(usage.ru_utime + usage.ru_stime))
+atexit.register(report)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def run_once(python: Path, env: dict[str, str], inventory: Path,
-             playbook: Path) -> tuple[float, float]:
-    """Wall time, and CPU time of ansible-playbook and its workers (less sensitive to load)."""
-    argv = [str(python.parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
+             playbook: Path) -> tuple[float, float, float]:
+    """Wall time; CPU time of ansible-playbook and its workers; CPU time of the controller."""
+    cpu_file = Path(tempfile.mkstemp(prefix="bench-cpu-")[1])
+    argv = [str(python), "-c", CONTROLLER_CPU, str(python.parent / "ansible-playbook"),
+            "-i", str(inventory), str(playbook)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(argv, cwd=ROOT, env={**env, "BENCH_CPU_FILE": str(cpu_file)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    controller = float(cpu_file.read_text() or 0)
+    cpu_file.unlink()
     if result.returncode != 0:
         raise SystemExit(f"ansible-playbook failed ({result.returncode}):\n{result.stderr}")
-    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    total = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return elapsed, total, controller
 
 
 def recorded(work: Path) -> dict[str, int]:
@@ -139,7 +164,7 @@ def recorded(work: Path) -> dict[str, int]:
 def _paired(samples: dict[str, list[float]]) -> dict[str, float]:
     return {v: statistics.median([t / n - 1 for t, n in zip(samples[v], samples["none"],
                                                              strict=True)])
-            for v in VARIANTS}
+            for v in samples}
 
 
 def main() -> int:
@@ -147,32 +172,38 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of: " + ", ".join(VARIANTS))
     args = parser.parse_args()
 
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
     python = ensure_venv()
     work = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
     try:
         inventory, playbook = write_project(work, args.tasks, args.hosts)
-        envs = {variant: variant_env(variant, python, work) for variant in VARIANTS}
-        for variant in VARIANTS:
+        envs = {variant: variant_env(variant, python, work) for variant in variants}
+        for variant in variants:
             run_once(python, envs[variant], inventory, playbook)
-        times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        measures = ("wall", "cpu", "controller_cpu")
+        samples: dict[str, dict[str, list[float]]] = {
+            m: {v: [] for v in variants} for m in measures}
         for number in range(args.rounds):
-            order = VARIANTS[number % 3:] + VARIANTS[:number % 3]
-            for variant in order:
-                wall, used = run_once(python, envs[variant], inventory, playbook)
-                times[variant].append(wall)
-                cpu[variant].append(used)
+            shift = number % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
+                for measure, value in zip(measures, run_once(python, envs[variant], inventory,
+                                                             playbook), strict=True):
+                    samples[measure][variant].append(value)
             print(f"round {number + 1}: " + "  ".join(
-                f"{v} {times[v][-1]:.2f}s (cpu {cpu[v][-1]:.2f}s)" for v in VARIANTS), flush=True)
+                f"{v} {samples['wall'][v][-1]:.2f}s (cpu {samples['cpu'][v][-1]:.2f}s, "
+                f"controller {samples['controller_cpu'][v][-1]:.2f}s)" for v in variants),
+                flush=True)
         summary = {
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "tasks": args.tasks, "hosts": args.hosts, "rounds": args.rounds,
-            "pins": PINS, "wall": times, "cpu": cpu, "recorded": recorded(work),
-            "median_wall": {v: statistics.median(t) for v, t in times.items()},
-            "median_cpu": {v: statistics.median(t) for v, t in cpu.items()},
-            "wall_overhead": _paired(times), "cpu_overhead": _paired(cpu),
+            "pins": PINS, "samples": samples, "recorded": recorded(work),
+            "median": {m: {v: statistics.median(t) for v, t in samples[m].items()}
+                       for m in measures},
+            "overhead": {m: _paired(samples[m]) for m in measures},
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -181,9 +212,10 @@ def main() -> int:
     (results / "deploy_history.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\n{args.tasks} tasks x {args.hosts} hosts, {args.rounds} interleaved rounds; "
           "overhead = median over rounds of (variant / none - 1)")
-    for v in VARIANTS:
-        print(f"  {v:<8} wall {summary['median_wall'][v]:7.2f}s {summary['wall_overhead'][v]:+7.1%}"
-              f"   cpu {summary['median_cpu'][v]:7.2f}s {summary['cpu_overhead'][v]:+7.1%}")
+    for v in variants:
+        print(f"  {v:<8}" + "".join(
+            f"  {m} {summary['median'][m][v]:7.2f}s {summary['overhead'][m][v]:+7.1%}"
+            for m in ("wall", "cpu", "controller_cpu")))
     print(f"  recorded: {summary['recorded']}")
     return 0
 
