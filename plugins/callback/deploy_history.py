@@ -3,30 +3,6 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import functools
-import getpass
-import json
-import os
-import signal
-import socket
-import time
-import uuid
-from pathlib import Path
-
-from ansible import context
-from ansible.module_utils.ansible_release import __version__ as ansible_version
-from ansible.plugins.callback import CallbackBase
-from ansible.template import Templar
-from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (
-    SecretScrubber,
-    mask_secret_names,
-    secret_values,
-)
-from ansible_collections.slipway.django.plugins.plugin_utils.history_store import utcnow
-from ansible_collections.slipway.django.plugins.plugin_utils.history_writer import start_writer
-
 DOCUMENTATION = r"""
 name: deploy_history
 type: notification
@@ -118,6 +94,30 @@ options:
     env:
       - name: SLIPWAY_HISTORY_RUN_UUID
 """
+
+import atexit  # noqa: E402
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import getpass  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ansible import context  # noqa: E402
+from ansible.module_utils.ansible_release import __version__ as ansible_version  # noqa: E402
+from ansible.plugins.callback import CallbackBase  # noqa: E402
+from ansible.template import Templar  # noqa: E402
+from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (  # noqa: E402
+    SecretScrubber,
+    mask_secret_names,
+    secret_values,
+)
+from ansible_collections.slipway.django.plugins.plugin_utils.history_store import utcnow  # noqa: E402
+from ansible_collections.slipway.django.plugins.plugin_utils.history_writer import start_writer  # noqa: E402
 
 # set_stats keys published by the deploy playbooks -> deploy_history columns
 STATS_COLUMNS = {
