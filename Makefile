@@ -52,6 +52,7 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff, ansible-test sa
 	ansible-lint --offline --profile production
 	ruff check .
 	bash tests/sanity.sh
+	ansible-galaxy collection build --force --output-path .cache/dist
 
 .PHONY: unit
 unit: venv ## Unit tests of the plugins
