@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[4] / ".cache" / "collections"))
-
-from ansible_collections.slipway.django.plugins.doc_fragments.connection import (  # noqa: E402
+from ansible_collections.slipway.django.plugins.doc_fragments.connection import (
     ModuleDocFragment,
 )
-from ansible_collections.slipway.django.plugins.module_utils.database import (  # noqa: E402
+from ansible_collections.slipway.django.plugins.module_utils.database import (
     connection_argument_spec,
     describe_target,
     mysql_connect_kwargs,

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-try:
-    from ansible_collections.slipway.django.plugins.module_utils import (
-        django_migrations_helper as helper,
-    )
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / ".cache" / "collections"))
-    from ansible_collections.slipway.django.plugins.module_utils import (
-        django_migrations_helper as helper,
-    )
+from ansible_collections.slipway.django.plugins.module_utils import (
+    django_migrations_helper as helper,
+)
 
 PROD = ("production", "0001_initial")
 EQUIP = ("equip", "0001_initial")

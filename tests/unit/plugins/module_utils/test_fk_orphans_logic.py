@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[4] / ".cache" / "collections"))
-
-from ansible_collections.slipway.django.plugins.module_utils.fk_orphans import (  # noqa: E402
+from ansible_collections.slipway.django.plugins.module_utils.fk_orphans import (
     ForeignKey,
     MysqlDialect,
     Relation,

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[4] / ".cache" / "collections"))
-
-from ansible_collections.slipway.django.plugins.modules import fk_orphans  # noqa: E402
+from ansible_collections.slipway.django.plugins.modules import fk_orphans
 
 VALID = dict(relations=[{"table": "a"}], discover=False, login_db="app", batch_size=5000,
              max_fraction=0.1, add_constraint=False, action="report", lock_timeout=2.0,

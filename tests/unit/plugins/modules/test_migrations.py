@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
-
-try:
-    from ansible_collections.slipway.django.plugins.module_utils import django_migrations as mu
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / ".cache" / "collections"))
-    from ansible_collections.slipway.django.plugins.module_utils import django_migrations as mu
+from ansible_collections.slipway.django.plugins.module_utils import django_migrations as mu
 from ansible_collections.slipway.django.plugins.modules import migrations
 
 
