@@ -135,3 +135,10 @@ def unsafe_message(unsafe):
                       for item in unsafe)
     return (f'Pending migrations contain {len(unsafe)} unsafe operation(s) and '
             f'unsafe_operations=fail, nothing was changed: {lines}')
+
+
+def irreversible_message(irreversible):
+    lines = '; '.join(f"{item['migration']} ({', '.join(item['operations'])})"
+                      for item in irreversible)
+    return (f'{len(irreversible)} migration(s) to unapply cannot be reversed, nothing was '
+            f'changed: {lines}. Restore a backup taken before them instead.')

@@ -897,6 +897,46 @@ def resolve_targets(loader, texts):
     return targets
 
 
+def targets_for_state(loader, state):
+    """Targets that bring every app with migrations to the recorded ``state``.
+
+    ``state`` lists ``app.name`` labels (a release's recorded migrations). Per app, the target
+    is the recorded migration none of whose recorded same-app migrations descends from; an
+    app with none recorded goes to zero. Labels of apps or migrations the project does not
+    know are ignored: a later release cannot be asked to rebuild what it no longer has.
+    """
+    recorded = set()
+    for text in state:
+        app_label, _, name = text.partition('.')
+        if (app_label, name) in loader.graph.nodes:
+            recorded.add((app_label, name))
+    targets = []
+    for app_label in sorted(loader.migrated_apps):
+        mine = [key for key in recorded if key[0] == app_label]
+        if not mine:
+            targets.append(f'{app_label}.zero')
+            continue
+        leaves = [key for key in mine
+                  if not any(other != key and key in loader.graph.forwards_plan(other)
+                             for other in mine)]
+        targets.extend(f'{key[0]}.{key[1]}' for key in sorted(leaves))
+    return targets
+
+
+def irreversible_steps(migrate_plan):
+    """The migrations the plan would unapply that cannot be reversed, with the reason."""
+    found = []
+    for migration, backwards in migrate_plan:
+        if not backwards:
+            continue
+        blocking = [_describe_operation(op) for op in migration.operations
+                    if not getattr(op, 'reversible', True)]
+        if blocking:
+            found.append({'migration': label((migration.app_label, migration.name)),
+                          'operations': blocking})
+    return found
+
+
 def preflight(connection, lint, migrate_plan):
     """Findings for every dangerous operation in the plan, with live row counts."""
     schema_tables = set(connection.introspection.table_names())
@@ -962,9 +1002,16 @@ def diagnose(request, connection, executor):
                          reapply=request.get('action') != 'repair')
     migrate_plan = []
     if request.get('action') != 'repair':
+        if request.get('target_state') is not None:
+            request['targets'] = targets_for_state(loader, request['target_state'])
         targets = resolve_targets(loader, request.get('targets') or [])
         loader.applied_migrations = dict((key, None) for key in history.applied)
         migrate_plan = executor.migration_plan(targets)
+        if request.get('target_state') is not None:
+            # Only the apps that move need a migrate call.
+            moving = set(migration.app_label for migration, _ in migrate_plan)
+            request['targets'] = [text for text in request['targets']
+                                  if parse_target(text)[0] in moving]
     plan = list(repair['steps'])
     for migration, backwards in migrate_plan:
         plan.append(_step('unapply' if backwards else 'apply',
@@ -976,6 +1023,7 @@ def diagnose(request, connection, executor):
         'pending': pending,
         'refused': repair['refused'] + blocked_pending(repair['drift'], pending),
         'warnings': repair['warnings'], 'unsafe': preflight(connection, lint, migrate_plan),
+        'irreversible': irreversible_steps(migrate_plan),
         'applied': [], 'repair_steps': len(repair['steps']),
         'recorded_before': [label(key) for key in recorded],
         'recorded_after': rows_after(loader, recorded, plan),
@@ -1004,7 +1052,10 @@ def execute(request, connection, executor, result):
                 state = loader.project_state(step_key(step), at_end=False)
                 executor.apply_migration(state, loader.graph.nodes[step_key(step)])
         if len(repairs) < len(result['plan']):
-            for target in (request.get('targets') or [None]):
+            targets = request.get('targets')
+            if not targets and request.get('target_state') is None:
+                targets = [None]
+            for target in targets:
                 args = [] if target is None else list(parse_target(target))
                 call_command('migrate', *[arg for arg in args if arg is not None],
                              database=connection.alias, interactive=False, verbosity=1,
@@ -1016,12 +1067,20 @@ def execute(request, connection, executor, result):
                           result=result, output=output.getvalue()) from None
     result['output'] = output.getvalue()
     result['applied'] = applied_by_plan(recorder, result['plan'])
+    result['unapplied'] = unapplied_by_plan(recorder, result['plan'])
+    result['recorded_after'] = [label(key) for key in sorted(recorder.applied_migrations())]
 
 
 def applied_by_plan(recorder, plan):
     done = set(recorder.applied_migrations())
     return [step['migration'] for step in plan
             if step['action'] == 'apply' and step_key(step) in done]
+
+
+def unapplied_by_plan(recorder, plan):
+    done = set(recorder.applied_migrations())
+    return [step['migration'] for step in plan
+            if step['action'] == 'unapply' and step_key(step) not in done]
 
 
 def run(request):
@@ -1039,7 +1098,7 @@ def run(request):
         result = diagnose(request, connection, executor)
         result.update(django_version=version, vendor=connection.vendor)
         if (request.get('action') == 'diagnose' or request.get('check_mode')
-                or result['refused']
+                or result['refused'] or result['irreversible']
                 or (result['unsafe'] and request.get('unsafe_operations') == 'fail')):
             return result
         result['repaired'] = True

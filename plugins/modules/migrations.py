@@ -107,6 +107,16 @@ options:
     type: list
     elements: str
     default: []
+  target_state:
+    description:
+      - Migrate to a recorded state instead - the C(app.name) labels of the migrations that were
+        applied, as returned in RV(state) by an earlier run (the deploy playbooks store it with
+        each release). Every app with migrations goes back (or forward) to its latest migration
+        in that list, or to zero when none of its migrations is in it.
+      - Run it with the newer release's code, which knows the migrations to unapply.
+      - Mutually exclusive with O(targets).
+    type: list
+    elements: str
 attributes:
   check_mode:
     support: full
@@ -155,6 +165,12 @@ EXAMPLES = r'''
     project_path: /srv/shop/releases/20250101T120000
     virtualenv: /srv/shop/releases/20250101T120000/venv
     unsafe_operations: fail
+
+- name: Return the database to the migrations recorded with an earlier release
+  slipway.django.migrations:
+    project_path: /srv/shop/releases/3f2a9c1b7d0e
+    virtualenv: /srv/shop/releases/3f2a9c1b7d0e/venv
+    target_state: "{{ (lookup('file', 'previous-release.json') | from_json).migrations }}"
 
 - name: Roll the orders app back to its second migration
   slipway.django.migrations:
@@ -292,6 +308,40 @@ refused:
   type: list
   elements: dict
   sample: []
+irreversible:
+  description:
+    - Migrations the plan would unapply that cannot be reversed (a RunPython without
+      reverse_code, a RunSQL without reverse_sql), with those operations. When any is listed,
+      O(action=migrate) fails before changing anything.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - migration: shop.0004_fill_totals
+      operations: ["RunPython: Raw Python operation"]
+  contains:
+    migration:
+      description: The migration.
+      type: str
+    operations:
+      description: Its operations that cannot be reversed.
+      type: list
+      elements: str
+unapplied:
+  description: Migrations this run unapplied (backwards), in order. Empty in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample: ["equip.0002_machine_serial"]
+state:
+  description:
+    - The migrations recorded as applied once the run is over (in check mode and with
+      O(action=diagnose), once the plan would have run), as C(app.name) labels. Give it back
+      as O(target_state) to return the database to this state.
+  returned: always
+  type: list
+  elements: str
+  sample: ["admin.0001_initial", "shop.0001_initial"]
 applied:
   description: Migrations this run applied (forwards), in order. Empty in check mode.
   returned: always
@@ -328,6 +378,7 @@ from ansible_collections.slipway.django.plugins.module_utils.django_migrations i
     check_project,
     helper_environment,
     helper_source,
+    irreversible_message,
     parse_helper_answer,
     python_for,
     refusal_message,
@@ -336,8 +387,8 @@ from ansible_collections.slipway.django.plugins.module_utils.django_migrations i
     unsafe_message,
 )
 
-ANSWER_KEYS = ('inconsistent', 'drift', 'plan', 'pending', 'unsafe', 'refused', 'applied',
-               'django_version', 'vendor')
+ANSWER_KEYS = ('inconsistent', 'drift', 'plan', 'pending', 'unsafe', 'irreversible', 'refused',
+               'applied', 'unapplied', 'django_version', 'vendor')
 
 
 def argument_spec():
@@ -351,6 +402,7 @@ def argument_spec():
         repair=dict(type='str', default='safe', choices=['safe', 'force']),
         unsafe_operations=dict(type='str', default='warn', choices=['warn', 'fail', 'ignore']),
         targets=dict(type='list', elements='str', default=[]),
+        target_state=dict(type='list', elements='str'),
     )
 
 
@@ -366,6 +418,7 @@ def run_helper(module, params):
         'repair': params['repair'],
         'unsafe_operations': params['unsafe_operations'],
         'targets': params['targets'],
+        'target_state': params['target_state'],
         'check_mode': module.check_mode,
     }
     rc, stdout, stderr = module.run_command([python, '-c', helper_source()],
@@ -377,6 +430,7 @@ def run_helper(module, params):
 def build_result(module, params, answer):
     result = dict((key, answer.get(key, [])) for key in ANSWER_KEYS)
     acts = params['action'] != 'diagnose'
+    result['state'] = answer.get('recorded_after', [])
     result['changed'] = acts and bool(answer.get('plan'))
     result['msg'] = summary(answer, params['action'], module.check_mode)
     if module._diff and acts:
@@ -386,7 +440,8 @@ def build_result(module, params, answer):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[('targets', 'target_state')])
     params = module.params
     try:
         answer = run_helper(module, params)
@@ -404,6 +459,9 @@ def main():
     result = build_result(module, params, answer)
     if params['action'] != 'diagnose' and answer.get('refused'):
         result.update(changed=False, msg=refusal_message(answer['refused']))
+        module.fail_json(**result)
+    if answer.get('irreversible') and params['action'] == 'migrate':
+        result.update(changed=False, msg=irreversible_message(answer['irreversible']))
         module.fail_json(**result)
     if (answer.get('unsafe') and params['action'] == 'migrate'
             and params['unsafe_operations'] == 'fail'):
