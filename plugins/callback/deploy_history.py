@@ -90,6 +90,8 @@ options:
     description:
       - The C(run_uuid) of the run's row, so that a program starting C(ansible-playbook) can find
         and follow the run it started. When unset, a new random UUID.
+      - Either way the run's tasks find it in their environment as C(SLIPWAY_HISTORY_RUN_UUID)
+        (the deploy lock names its holder with it).
     type: str
     env:
       - name: SLIPWAY_HISTORY_RUN_UUID
@@ -203,6 +205,9 @@ class CallbackModule(CallbackBase):
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
         self._run_uuid = self.get_option("run_uuid") or str(uuid.uuid4())
+        # Tasks read the run's id from here (the deploy lock names its holder with it); the
+        # workers that run them are forked later and inherit it.
+        os.environ["SLIPWAY_HISTORY_RUN_UUID"] = self._run_uuid
         self._deployed_by = (self.get_option("deployed_by") or os.environ.get("SUDO_USER")
                              or getpass.getuser())
         self._shutdown_timeout = float(self.get_option("shutdown_timeout"))
