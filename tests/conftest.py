@@ -1,10 +1,20 @@
-"""Keep test runs out of the user's deploy history: every ansible-playbook a test starts
-records into a throw-away store unless a test chooses its own."""
+"""Shared by every test directory.
+
+- Keep test runs out of the user's deploy history: every ansible-playbook a test starts records
+  into a throw-away store unless a test chooses its own.
+- Make ansible_collections.slipway.django importable: `make venv` links the checkout there.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 _STORE_DIR = tempfile.mkdtemp(prefix="slipway-test-history-")
 os.environ["SLIPWAY_HISTORY_DB"] = os.path.join(_STORE_DIR, "history.sqlite3")
+
+COLLECTIONS = Path(__file__).resolve().parents[1] / ".cache" / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))

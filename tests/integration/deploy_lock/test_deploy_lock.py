@@ -6,36 +6,16 @@ import json
 import os
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-VENV_BIN = REPO / ".venv" / "bin"
+import ansible_task
+from ansible_collections.slipway.django.plugins.modules import deploy_lock
 
 
 def run_task(args: dict, check: bool = False, diff: bool = False) -> dict:
-    """Run the module once as a task of its own ansible-playbook process; the task's result."""
-    play = [{"hosts": "localhost", "gather_facts": False,
-             "vars": {"ansible_python_interpreter": sys.executable},
-             "tasks": [{"name": "lock", "slipway.django.deploy_lock": args,
-                        "register": "outcome", "ignore_errors": True}]}]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
-        json.dump(play, handle)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-           "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_STDOUT_CALLBACK": "json",
-           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
-    argv = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", handle.name]
-    argv += (["--check"] if check else []) + (["--diff"] if diff else [])
-    try:
-        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=120)
-    finally:
-        os.unlink(handle.name)
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
-    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return ansible_task.run_task("deploy_lock", args, check=check, diff=diff)
 
 
 def holder(path: Path) -> dict:
@@ -137,11 +117,10 @@ def test_check_mode_writes_nothing_and_still_refuses(tmp_path):
     assert refused.get("failed") is True
 
 
-def test_only_one_of_two_simultaneous_deploys_gets_the_lock(tmp_path):
+def test_only_one_of_many_simultaneous_takers_creates_the_lock(tmp_path):
     lock = tmp_path / "deploy.lock"
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda run: run_task({"path": str(lock), "run_id": run}),
-                                ["run-a", "run-b"]))
-    winners = [result for result in results if not result.get("failed")]
-    assert len(winners) == 1, results
-    assert holder(lock)["run_id"] in ("run-a", "run-b")
+    with ThreadPoolExecutor(16) as pool:
+        taken = list(pool.map(lambda run: deploy_lock.write_lock(str(lock), {"run_id": run}),
+                              [f"run-{index}" for index in range(64)]))
+    assert taken.count(True) == 1
+    assert holder(lock)["run_id"] == f"run-{taken.index(True)}"
