@@ -1,0 +1,196 @@
+"""Two app hosts behind a load balancer, one database and cache host: what must hold, and a
+deploy under load that drops no request."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import testinfra
+from ansible_collections.slipway.django.plugins.modules import package_source
+from loadgen import LoadGenerator
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+APP_HOSTS = ["slipway-mh-app1", "slipway-mh-app2"]
+DB_HOST = "slipway-mh-db1"
+BALANCER = "slipway-mh-lb1"
+APP = "shop"
+EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
+VERSIONS = EPHEMERAL / "versions"
+
+# The deploy run under load (a version written by prepare.yml) and the releases that may answer
+# meanwhile. A rolling v1 -> v2 update changes both: DEPLOY_VERSION = "v2" and
+# ANSWERING_VERSIONS = ("v1", "v2"), then checks that v2 answered last.
+DEPLOY_VERSION = "v1"
+ANSWERING_VERSIONS = ("v1",)
+LOAD_RATE = 60.0
+# Bounds, not expectations: the load stops at LOAD_LIMIT even if the deploy hangs.
+DEPLOY_TIMEOUT = 900
+LOAD_LIMIT = DEPLOY_TIMEOUT + 60
+
+
+def release_id(version: str) -> str:
+    """The release id the deploy derives from a version's content (package_source's digest)."""
+    tree = str(VERSIONS / version)
+    files = package_source.walk_files(tree, ["__pycache__", "*.pyc"])
+    return package_source.tree_digest(tree, files)[:12]
+
+
+def get_host(name: str):
+    return testinfra.get_host(f"ansible://{name}",
+                              ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+@pytest.fixture(scope="module")
+def app_hosts():
+    return [get_host(name) for name in APP_HOSTS]
+
+
+@pytest.fixture(scope="module")
+def db_host():
+    return get_host(DB_HOST)
+
+
+@pytest.fixture(scope="module")
+def balancer():
+    return get_host(BALANCER)
+
+
+def balancer_url(path: str) -> str:
+    port = subprocess.run(["podman", "port", BALANCER, "80/tcp"], capture_output=True,
+                          text=True, check=True).stdout.split()[0].rsplit(":", 1)[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+        return response.status, response.read()
+
+
+def deploy(version: str, *extra: str) -> subprocess.CompletedProcess:
+    """playbooks/deploy.yml on the scenario's inventory, deploying VERSIONS/version."""
+    command = ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+               str(PROJECT / "playbooks" / "deploy.yml"),
+               "-e", f"app_source={VERSIONS / version}", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT,
+                          cwd=PROJECT)
+
+
+def access_log_lines(host) -> int:
+    return int(host.check_output(f"grep -c 'GET /health/' /var/log/{APP}/gunicorn-access.log "
+                                 "|| true") or 0)
+
+
+@pytest.mark.parametrize("name", APP_HOSTS)
+@pytest.mark.parametrize("unit", [f"{APP}.socket", f"{APP}.service", f"{APP}-celery.service",
+                                  "nginx"])
+def test_every_app_host_runs_the_app_and_its_nginx(app_hosts, name, unit):
+    host = app_hosts[APP_HOSTS.index(name)]
+    assert host.service(unit).is_running
+    assert host.service(unit).is_enabled
+
+
+def test_celery_beat_runs_on_exactly_one_app_host(app_hosts):
+    running = [name for name, host in zip(APP_HOSTS, app_hosts, strict=True)
+               if host.service(f"{APP}-celerybeat.service").is_running]
+    assert running == [APP_HOSTS[0]]
+    assert not app_hosts[1].file(f"/etc/systemd/system/{APP}-celerybeat.service").exists
+
+
+def test_balancer_spreads_health_checks_over_both_app_hosts(app_hosts):
+    before = [access_log_lines(host) for host in app_hosts]
+    answers = [get(balancer_url("/health/")) for _ in range(20)]
+    after = [access_log_lines(host) for host in app_hosts]
+    assert {status for status, _ in answers} == {200}
+    assert {json.loads(body)["release"] for _, body in answers} == {release_id("v1")}
+    served = [b - a for a, b in zip(before, after, strict=True)]
+    assert all(count > 0 for count in served), served
+    assert sum(served) == 20
+
+
+def test_balancer_proxies_static_files_it_does_not_have(balancer):
+    status, body = get(balancer_url("/static/admin/css/base.css"))
+    assert status == 200 and body
+    assert not balancer.file(f"/srv/{APP}").exists
+
+
+def test_balancer_runs_only_nginx(balancer):
+    assert balancer.service("nginx").is_running
+    for package in ("postgresql-15", "redis-server", "python3-venv"):
+        assert not balancer.package(package).is_installed
+
+
+PG_STARTUP = (
+    "import socket, struct\n"
+    "params = b'user\\0" + APP + "\\0database\\0" + APP + "\\0\\0'\n"
+    "message = struct.pack('!ii', 8 + len(params), 196608) + params\n"
+    "with socket.create_connection(('" + DB_HOST + "', 5432), timeout=5) as s:\n"
+    "    s.sendall(message)\n"
+    "    print(s.recv(4096))\n"
+)
+
+
+def postgres_greeting(host) -> str:
+    """What PostgreSQL on the database host answers host's startup message."""
+    result = host.run(f"python3 -c {shlex.quote(PG_STARTUP)}")
+    assert result.rc == 0, result.stderr
+    return result.stdout
+
+
+def test_postgresql_asks_app_hosts_for_a_password(app_hosts):
+    for host in app_hosts:
+        # 'R' + length + 10: SASL authentication (scram-sha-256) requested.
+        assert postgres_greeting(host).startswith("b'R"), postgres_greeting(host)
+
+
+def test_postgresql_refuses_the_balancer(balancer):
+    greeting = postgres_greeting(balancer)
+    assert greeting.startswith("b'E")
+    assert "no pg_hba.conf entry" in greeting
+
+
+REDIS_PING = (
+    "import socket\n"
+    "with socket.create_connection(('" + DB_HOST + "', 6379), timeout=5) as s:\n"
+    "    s.sendall(b'PING\\r\\nAUTH not-the-password\\r\\n')\n"
+    "    print(s.recv(4096))\n"
+)
+
+
+def test_redis_on_the_private_address_requires_its_password(app_hosts, db_host):
+    result = app_hosts[0].run(f"python3 -c {shlex.quote(REDIS_PING)}")
+    assert result.rc == 0, result.stderr
+    assert "-NOAUTH" in result.stdout
+    assert "-WRONGPASS" in result.stdout
+    address = db_host.ansible("setup")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    assert db_host.socket(f"tcp://{address}:6379").is_listening
+    assert not db_host.socket("tcp://0.0.0.0:6379").is_listening
+
+
+def test_deploy_under_load_drops_no_request():
+    load = LoadGenerator(balancer_url("/health/"), rate=LOAD_RATE, duration=LOAD_LIMIT,
+                         workers=8).start()
+    started = time.monotonic()
+    try:
+        result = deploy(DEPLOY_VERSION)
+    finally:
+        summary = load.stop()
+    deploy_seconds = time.monotonic() - started
+    (EPHEMERAL / "loadgen-deploy.json").write_text(json.dumps(summary, indent=2))
+    print(f"\ndeploy of {DEPLOY_VERSION} under load: {deploy_seconds:.0f} s; load: "
+          f"sent {summary['sent']} ok {summary['ok']} failed {summary['failed']} "
+          f"other {summary['other_status']} at {summary['achieved_rate']}/s, "
+          f"p50 {summary['latency_ms']['p50']} ms p95 {summary['latency_ms']['p95']} ms "
+          f"max {summary['latency_ms']['max']} ms; releases {summary['releases']}")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert summary["sent"] > 0
+    assert summary["failed"] == 0, summary["failures"]
+    assert summary["other_status"] == 0, summary["statuses"]
+    assert set(summary["releases"]) <= {release_id(version) for version in ANSWERING_VERSIONS}
+    assert release_id(DEPLOY_VERSION) in summary["releases"]
