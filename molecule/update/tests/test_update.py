@@ -1,0 +1,205 @@
+"""Update v1 -> v2, roll back to v1, then a v3 whose health gate fails, each under load.
+
+The tests run in this order and each starts from the state the previous one left. Every
+playbook run is a real ansible-playbook on the scenario's inventory, while a bounded load
+generator sends requests to the container's nginx published on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(PROJECT / "tests" / "testbed"))
+sys.path.insert(0, str(PROJECT / ".cache" / "collections"))
+
+from ansible_collections.slipway.django.plugins.modules import package_source  # noqa: E402
+from loadgen import LoadGenerator  # noqa: E402
+
+APP = "shop"
+ROOT = f"/srv/{APP}"
+CONTAINER = "slipway-molecule-update"
+EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
+VERSIONS = EPHEMERAL / "versions"
+# Bounds, not expectations: a playbook that hangs is killed, the load stops by itself.
+RUN_TIMEOUT = 900
+LOAD_LIMIT = RUN_TIMEOUT + 60
+LOAD_RATE = 60.0
+
+
+def release_id(version: str) -> str:
+    """The release id the deploy derives from a version's content."""
+    tree = str(VERSIONS / version)
+    files = package_source.walk_files(tree, ["__pycache__", "*.pyc"])
+    return package_source.tree_digest(tree, files)[:12]
+
+
+def url(path: str) -> str:
+    port = subprocess.run(["podman", "port", CONTAINER, "80/tcp"], capture_output=True,
+                          text=True, check=True).stdout.split()[0].rsplit(":", 1)[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
+    command = ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+               str(PROJECT / "playbooks" / name), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          cwd=PROJECT)
+
+
+def under_load(name: str, path: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a playbook while the load generator sends GET PATH; the run and the load's summary."""
+    load = LoadGenerator(url(path), rate=LOAD_RATE, duration=LOAD_LIMIT, workers=8).start()
+    started = time.monotonic()
+    try:
+        result = playbook(name, *extra)
+    finally:
+        summary = load.stop()
+    label = f"{name} {' '.join(extra)}"
+    summary["playbook_seconds"] = round(time.monotonic() - started, 1)
+    with (EPHEMERAL / "loadgen-update.jsonl").open("a") as log:
+        log.write(json.dumps({"run": label, **summary}) + "\n")
+    print(f"\n{label}: {summary['playbook_seconds']} s; sent {summary['sent']} ok "
+          f"{summary['ok']} failed {summary['failed']} other {summary['other_status']} at "
+          f"{summary['achieved_rate']}/s; p95 {summary['latency_ms']['p95']} ms, max "
+          f"{summary['latency_ms']['max']} ms; releases {summary['releases']}")
+    return result, summary
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def current(host) -> str:
+    return Path(host.check_output(f"readlink {ROOT}/current")).name
+
+
+def status(host, release: str) -> dict:
+    return json.loads(host.file(f"{ROOT}/releases/{release}/.slipway-status.json").content_string)
+
+
+def manage(host, code: str) -> str:
+    result = host.run(f"{ROOT}/bin/manage shell -c {json.dumps(code)}")
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def tables(host) -> set[str]:
+    return set(manage(host, "from django.db import connection; "
+                      "print(' '.join(connection.introspection.table_names()))").split())
+
+
+def assert_no_failed_request(summary: dict) -> None:
+    assert summary["sent"] > 0
+    assert summary["failed"] == 0, summary["failures"]
+    assert summary["other_status"] == 0, summary["statuses"]
+
+
+def test_v1_runs_and_its_deploy_is_recorded(host):
+    v1 = release_id("v1")
+    assert current(host) == v1
+    record = status(host, v1)
+    assert record["status"] == "succeeded"
+    assert "production.0001_initial" in record["migrations"]
+    manage(host, "from production.models import ProductionLine; "
+                 "ProductionLine.objects.get_or_create(code='L1', defaults={'name': 'line one'})")
+
+
+def test_a_second_deploy_stops_at_once_and_names_the_lock_holder(host):
+    lock = f"/var/lib/slipway/{APP}/deploy.lock"
+    holder = {"run_id": "run-held-elsewhere", "user": "alice", "controller": "ops-laptop",
+              "controller_pid": 4242, "playbook": "Deploy", "taken_at": "2026-11-23T10:00:00Z"}
+    host.run(f"mkdir -p /var/lib/slipway/{APP} && echo {json.dumps(json.dumps(holder))} > {lock}")
+    try:
+        result = playbook("deploy.yml", "-e", f"app_source={VERSIONS / 'v2'}")
+    finally:
+        host.run(f"rm -f {lock}")
+    assert result.returncode != 0
+    assert "Another deploy holds the lock" in result.stdout
+    assert "run run-held-elsewhere (alice on ops-laptop, pid 4242" in result.stdout
+    assert current(host) == release_id("v1")
+    assert not host.file(f"{ROOT}/releases/{release_id('v2')}").exists, \
+        "nothing is built before the lock is taken"
+
+
+def test_update_to_v2_under_load_drops_no_request(host):
+    v1, v2 = release_id("v1"), release_id("v2")
+
+    result, summary = under_load("deploy.yml", "/health/", "-e", f"app_source={VERSIONS / 'v2'}")
+
+    assert result.returncode == 0, output(result)
+    assert_no_failed_request(summary)
+    assert set(summary["releases"]) <= {v1, v2} and v2 in summary["releases"]
+    assert current(host) == v2
+    record = status(host, v2)
+    assert record["status"] == "succeeded" and record["previous"] == v1
+    assert "production.0002_shift" in record["migrations"]
+    assert "production_shift" in tables(host)
+    assert manage(host, "from production.models import ProductionLine; "
+                        "print(ProductionLine.objects.get(code='L1').name)") == "line one"
+    assert not host.file(f"/var/lib/slipway/{APP}/deploy.lock").exists
+
+
+def test_the_backup_taken_before_the_migrations_is_verified_and_private(host):
+    v1, v2 = release_id("v1"), release_id("v2")
+    backups = host.file(f"/var/backups/{APP}")
+    assert backups.user == "root" and backups.mode == 0o700
+    metadata = [json.loads(host.file(path).content_string) for path in
+                host.check_output(f"find /var/backups/{APP} -maxdepth 1 -name '*.json'").split()]
+    mine = [meta for meta in metadata
+            if meta.get("metadata", {}).get("to_release") == v2]
+    assert len(mine) == 1, metadata
+    assert mine[0]["metadata"]["from_release"] == v1
+    assert mine[0]["verified"] is True
+    assert status(host, v2)["backup"] == mine[0]["id"]
+    loose = host.check_output(f"find /var/backups/{APP} -mindepth 1 \\( -type f -not -perm 0600 "
+                              "\\) -o \\( -type d -not -perm 0700 \\) -o -not -user root")
+    assert loose == "", f"backup files must be root-owned 0600 (dirs 0700): {loose}"
+
+
+def test_rollback_returns_to_v1_under_load_and_reverses_the_migrations(host):
+    v1, v2 = release_id("v1"), release_id("v2")
+
+    result, summary = under_load("rollback.yml", "/health/")
+
+    assert result.returncode == 0, output(result)
+    assert_no_failed_request(summary)
+    assert "production.0002_shift" in result.stdout, "the plan lists the migrations it reverses"
+    assert current(host) == v1
+    assert status(host, v2)["status"] == "rolled_back"
+    assert status(host, v1)["status"] == "succeeded"
+    assert "production_shift" not in tables(host)
+    applied = manage(host, "from django.db.migrations.recorder import MigrationRecorder; "
+                           "print(sorted(MigrationRecorder.Migration.objects.filter("
+                           "app='production').values_list('name', flat=True)))")
+    assert applied == "['0001_initial']"
+    assert manage(host, "from production.models import ProductionLine; "
+                        "print(ProductionLine.objects.count())") == "1"
+
+
+def test_a_release_failing_its_health_gate_is_switched_back_by_itself(host):
+    v1, v3 = release_id("v1"), release_id("v3")
+
+    # The admin login page, not /health/: v3's /health/ answers 500 by design.
+    result, summary = under_load("deploy.yml", "/admin/login/", "-e",
+                                 f"app_source={VERSIONS / 'v3'}")
+
+    assert result.returncode != 0
+    assert f"Release {v3} failed on" in result.stdout
+    assert f"Switched back to release {v1}" in result.stdout
+    assert_no_failed_request(summary)
+    assert current(host) == v1
+    assert status(host, v3)["status"] == "failed"
+    health = host.run("python3 -c 'import urllib.request; "
+                      "print(urllib.request.urlopen(\"http://127.0.0.1/health/\").status)'")
+    assert health.stdout.strip() == "200", health.stderr
+    assert not host.file(f"/var/lib/slipway/{APP}/deploy.lock").exists
+    # A failed release is never a rollback target.
+    refused = playbook("rollback.yml", "-e", f"release={v3}")
+    assert refused.returncode != 0
+    assert "is never a rollback target" in refused.stdout
