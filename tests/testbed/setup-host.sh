@@ -3,7 +3,8 @@
 # (runc instead of crun, rlimits the sandbox can grant). Idempotent; run as root.
 set -euo pipefail
 
-packages=(podman runc debootstrap acl git make openssh-client
+# netavark and aardvark-dns: containers on one podman network find each other by name.
+packages=(podman runc netavark aardvark-dns debootstrap acl git make openssh-client
           postgresql postgresql-client mariadb-server mariadb-client redis-server)
 missing=()
 for pkg in "${packages[@]}"; do
