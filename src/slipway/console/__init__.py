@@ -1,0 +1,1 @@
+"""slipway-console: a web page and API to trigger, watch, cancel and roll back deploys."""

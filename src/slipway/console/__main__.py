@@ -1,0 +1,5 @@
+import sys
+
+from slipway.console.cli import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""The console's configuration file (YAML); every path in it is relative to the file.
+
+    history_db: postgresql://...        # default: $SLIPWAY_HISTORY_DB, ansible.cfg, ~/.local/...
+    console_db: console.sqlite3         # users, tokens, sessions, approvals, audit
+    ansible_config: ../ansible.cfg      # default: $ANSIBLE_CONFIG, else Ansible's own search
+    cancel_grace_seconds: 10
+    environments:
+      staging:
+        inventory: inventories/staging
+        deploy_playbook: playbooks/deploy.yml      # default: this collection's
+        rollback_playbook: playbooks/rollback.yml  # default: this collection's
+        unlock_playbook: playbooks/unlock.yml      # default: this collection's
+        default_branch: main
+        requires_approval: false
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slipway import history_store
+
+ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+DEFAULT_CONFIG = "/etc/slipway/console.yml"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or wrong; the message says where and how."""
+
+
+def collection_root() -> Path:
+    """The slipway.django collection this console runs from (the history store lives in it)."""
+    return Path(history_store.__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    inventory: Path
+    deploy_playbook: Path
+    rollback_playbook: Path
+    unlock_playbook: Path
+    default_branch: str = "main"
+    requires_approval: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    environments: dict[str, Environment]
+    console_db: Path
+    history_db: str | None = None
+    ansible_config: Path | None = None
+    cancel_grace_seconds: float = 10.0
+    log_flush_interval: float = 0.25
+    log_poll_interval: float = 0.1
+    session_hours: float = 12.0
+    cookie_secure: bool = False
+    runner_dir: Path | None = None
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def work_dir(self) -> Path:
+        """Where ansible-runner keeps a run's private data while it goes (removed after)."""
+        return self.runner_dir or self.console_db.parent / "runner"
+
+
+_TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "cancel_grace_seconds",
+             "log_flush_interval", "log_poll_interval", "session_hours", "cookie_secure",
+             "runner_dir"}
+_ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
+             "default_branch", "requires_approval"}
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("SLIPWAY_CONSOLE_CONFIG") or DEFAULT_CONFIG)
+
+
+def _number(data: dict[str, Any], key: str, default: float, where: Path,
+            minimum: float = 0.0) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{where}: {key} must be a number of at least {minimum}, not {value!r}")
+    return float(value)
+
+
+def _path(base: Path, value: Any, key: str, where: Path) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key} must be a path, not {value!r}")
+    return (base / Path(value).expanduser()).resolve()
+
+
+def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
+    if not isinstance(name, str) or not ENVIRONMENT_NAME.match(name):
+        raise ConfigError(f"{where}: environment name {name!r} must be letters, digits, '.', "
+                          "'_' or '-' (starting with a letter or digit)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: environment {name} must be a mapping with at least "
+                          "an inventory")
+    unknown = sorted(set(data) - _ENV_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: environment {name} has unknown keys {unknown}; "
+                          f"known keys: {sorted(_ENV_KEYS)}")
+    if "inventory" not in data:
+        raise ConfigError(f"{where}: environment {name} needs an inventory")
+    inventory = _path(base, data["inventory"], f"environments.{name}.inventory", where)
+    if not inventory.exists():
+        raise ConfigError(f"{where}: the inventory of environment {name} ({inventory}) "
+                          "does not exist")
+    playbooks = collection_root() / "playbooks"
+    paths = {}
+    for key, default in (("deploy_playbook", "deploy.yml"), ("rollback_playbook", "rollback.yml"),
+                         ("unlock_playbook", "unlock.yml")):
+        if key in data:
+            paths[key] = _path(base, data[key], f"environments.{name}.{key}", where)
+            if not paths[key].is_file():
+                raise ConfigError(f"{where}: {key} of environment {name} ({paths[key]}) "
+                                  "does not exist")
+        else:
+            paths[key] = playbooks / default
+    branch = data.get("default_branch", "main")
+    if not isinstance(branch, str) or not branch:
+        raise ConfigError(f"{where}: default_branch of environment {name} must be a branch name")
+    approval = data.get("requires_approval", False)
+    if not isinstance(approval, bool):
+        raise ConfigError(f"{where}: requires_approval of environment {name} must be true or "
+                          f"false, not {approval!r}")
+    return Environment(name=name, inventory=inventory, default_branch=branch,
+                       requires_approval=approval, **paths)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check the file; a ConfigError names the first problem found."""
+    where = Path(path).expanduser().resolve()
+    try:
+        data = yaml.safe_load(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no console configuration at {where} (give --config FILE or set "
+                          "SLIPWAY_CONSOLE_CONFIG)") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {where}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with an 'environments' key")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known keys: {sorted(_TOP_KEYS)}")
+    base = where.parent
+    environments_data = data.get("environments")
+    if not isinstance(environments_data, dict) or not environments_data:
+        raise ConfigError(f"{where}: 'environments' must name at least one environment")
+    environments = {str(name): _environment(name, value, base, where)
+                    for name, value in environments_data.items()}
+    history_db = data.get("history_db")
+    if history_db is not None:
+        if not isinstance(history_db, str) or not history_db:
+            raise ConfigError(f"{where}: history_db must be an SQLite path or a database URL")
+        if "://" not in history_db:
+            history_db = str(_path(base, history_db, "history_db", where))
+    ansible_config = None
+    if data.get("ansible_config") is not None:
+        ansible_config = _path(base, data["ansible_config"], "ansible_config", where)
+        if not ansible_config.is_file():
+            raise ConfigError(f"{where}: ansible_config {ansible_config} does not exist")
+    cookie_secure = data.get("cookie_secure", False)
+    if not isinstance(cookie_secure, bool):
+        raise ConfigError(f"{where}: cookie_secure must be true or false")
+    return Config(
+        path=where,
+        environments=environments,
+        console_db=_path(base, data.get("console_db", "console.sqlite3"), "console_db", where),
+        history_db=history_db,
+        ansible_config=ansible_config,
+        cancel_grace_seconds=_number(data, "cancel_grace_seconds", 10.0, where),
+        log_flush_interval=_number(data, "log_flush_interval", 0.25, where, 0.01),
+        log_poll_interval=_number(data, "log_poll_interval", 0.1, where, 0.01),
+        session_hours=_number(data, "session_hours", 12.0, where, 0.01),
+        cookie_secure=cookie_secure,
+        runner_dir=(_path(base, data["runner_dir"], "runner_dir", where)
+                    if data.get("runner_dir") else None),
+    )

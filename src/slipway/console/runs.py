@@ -1,0 +1,479 @@
+"""Start, follow, cancel and recover the playbook runs of the console.
+
+Each run is an ``ansible-playbook`` started by ansible-runner, on its own pseudo-terminal, so
+it leads a new session and process group. The run's row in the deploy history is written here
+before the process starts (so its id is known at once and a run that dies before Ansible is up
+still has a record); from then on the deploy_history callback, enabled for every run, fills it
+in, exactly as for a run started from a terminal.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+from ansible.module_utils.ansible_release import __version__ as ansible_version
+
+from slipway import history_store
+from slipway.console.config import Config, Environment, collection_root
+from slipway.console.db import ConsoleDB
+from slipway.console.processes import (
+    RunProcesses,
+    cmdline,
+    environ_has,
+    find_child_with_env,
+    process_info,
+    stop_run,
+)
+
+LOG = logging.getLogger("slipway.console")
+RUN_UUID_VARIABLE = "SLIPWAY_HISTORY_RUN_UUID"
+CALLBACK = "slipway.django.deploy_history"
+KINDS = ("deploy", "rollback", "unlock")
+# Ansible's own search order for its configuration, after $ANSIBLE_CONFIG.
+_CFG_CANDIDATES = ("ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")
+
+
+class RunError(Exception):
+    """A run cannot be started or stopped; ``status`` is the HTTP status that fits."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def pid_alive(pid: int) -> bool:
+    info = process_info(pid)
+    return info is not None and info.alive
+
+
+@dataclass
+class Job:
+    """One run this console process started and follows until its process has ended."""
+
+    run_uuid: str
+    run_id: int
+    environment: str
+    kind: str
+    user: str
+    started: float = field(default_factory=time.monotonic)
+    leader: int | None = None
+    kill_now: bool = False
+    cancelled_by: str | None = None
+    stop_note: str | None = None
+    rc: int | None = None
+    # Stopped by a console shutdown: the launch stays open, so the next start releases its lock.
+    keep_launch: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class RunManager:
+    """Every run of this console goes through here; one instance per console process."""
+
+    def __init__(self, config: Config, db: ConsoleDB) -> None:
+        self.config = config
+        self.db = db
+        self.hostname = socket.gethostname()
+        self.ansible_cfg = self._ansible_cfg()
+        self.store_url = self._store_url()
+        self._jobs: dict[str, Job] = {}
+        self._stopping: set[str] = set()
+        self._jobs_lock = threading.Lock()
+        self._environment_locks = {name: threading.Lock() for name in config.environments}
+        self._local = threading.local()
+
+    # Where things are
+
+    def _ansible_cfg(self) -> Path | None:
+        """The ansible.cfg the runs read: the console's, else Ansible's search from the config
+        file's directory (the runs' working directory)."""
+        if self.config.ansible_config:
+            return self.config.ansible_config
+        if os.environ.get("ANSIBLE_CONFIG"):
+            return Path(os.environ["ANSIBLE_CONFIG"]).expanduser().resolve()
+        for candidate in _CFG_CANDIDATES:
+            path = (self.config.directory / Path(candidate).expanduser()).resolve()
+            if path.is_file():
+                return path
+        return None
+
+    def _cfg_value(self, section: str, key: str) -> str | None:
+        if self.ansible_cfg is None:
+            return None
+        parser = configparser.ConfigParser(interpolation=None)
+        with contextlib.suppress(configparser.Error, OSError):
+            parser.read(self.ansible_cfg)
+            return parser.get(section, key, fallback=None)
+        return None
+
+    def _store_url(self) -> str:
+        """The history store the callback writes to, resolved the way it resolves it."""
+        return (self.config.history_db or os.environ.get("SLIPWAY_HISTORY_DB")
+                or (self._cfg_value("callback_deploy_history", "db") or "").strip()
+                or history_store.default_store_url())
+
+    def store(self) -> history_store.HistoryStore:
+        """This thread's connection to the history store."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = history_store.open_store(self.store_url)
+        return store
+
+    def _collections_path(self) -> str:
+        root = collection_root()
+        if root.parent.parent.name == "ansible_collections":
+            ours = root.parents[2]
+        else:  # a checkout: `make venv` links .cache/collections/ansible_collections/slipway/django
+            ours = root / ".cache" / "collections"
+        configured = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or ""
+        if not configured:
+            value = self._cfg_value("defaults", "collections_path") or self._cfg_value(
+                "defaults", "collections_paths")
+            if value and self.ansible_cfg is not None:
+                configured = os.pathsep.join(
+                    str((self.ansible_cfg.parent / Path(entry).expanduser()).resolve())
+                    for entry in value.split(os.pathsep) if entry)
+            else:
+                configured = os.pathsep.join(("~/.ansible/collections",
+                                              "/usr/share/ansible/collections"))
+        return os.pathsep.join(dict.fromkeys([str(ours), *configured.split(os.pathsep)]))
+
+    def _callbacks_enabled(self) -> str:
+        configured = (os.environ.get("ANSIBLE_CALLBACKS_ENABLED")
+                      or self._cfg_value("defaults", "callbacks_enabled") or "")
+        names = [name.strip() for name in configured.split(",") if name.strip()]
+        return ",".join(dict.fromkeys([*names, CALLBACK]))
+
+    def run_environment(self, run_uuid: str, user: str) -> dict[str, str]:
+        """What a run gets on top of the console's own environment."""
+        venv_bin = str(Path(sys.executable).parent)
+        env = {
+            "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", os.defpath)]),
+            RUN_UUID_VARIABLE: run_uuid,
+            "SLIPWAY_DEPLOYED_BY": user,
+            "SLIPWAY_HISTORY_DB": self.store_url,
+            "SLIPWAY_HISTORY_FLUSH_INTERVAL": str(self.config.log_flush_interval),
+            "ANSIBLE_CALLBACKS_ENABLED": self._callbacks_enabled(),
+            "ANSIBLE_COLLECTIONS_PATH": self._collections_path(),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            # ansible-runner turns host key checking off unless told; keep Ansible's default.
+            "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING") or (
+                self._cfg_value("defaults", "host_key_checking") or "True"),
+        }
+        if self.ansible_cfg is not None:
+            env["ANSIBLE_CONFIG"] = str(self.ansible_cfg)
+        return env
+
+    # Questions the API asks
+
+    def running_run(self, environment: str) -> dict[str, Any] | None:
+        """The newest run of the environment still marked running in the history."""
+        runs = self.store().list_runs(environment=environment, status="running", limit=1)
+        return runs[0] if runs else None
+
+    def is_active(self, run_uuid: str) -> bool:
+        """Whether this console still has a process or a stop under way for the run: until
+        then a finished status does not mean the log is complete."""
+        with self._jobs_lock:
+            return run_uuid in self._jobs or run_uuid in self._stopping
+
+    def job(self, run_uuid: str) -> Job | None:
+        with self._jobs_lock:
+            return self._jobs.get(run_uuid)
+
+    # Starting
+
+    def start(self, environment: Environment, kind: str, user: str, *,
+              branch: str | None = None, skip_build: bool = False,
+              skip_migrations: bool = False, description: str | None = None,
+              release: str | None = None, restore_db: bool = False,
+              unlock_run_uuid: str | None = None, check_busy: bool = True) -> Job:
+        """Write the run's row and start ansible-playbook; RunError 409 if the environment has a
+        run going (the history is asked, so runs of other consoles and terminals count)."""
+        if kind not in KINDS:
+            raise ValueError(kind)
+        playbook = {"deploy": environment.deploy_playbook,
+                    "rollback": environment.rollback_playbook,
+                    "unlock": environment.unlock_playbook}[kind]
+        if not playbook.is_file():
+            raise RunError(503, f"the {kind} playbook of environment {environment.name} "
+                           f"({playbook}) does not exist")
+        extra_vars: dict[str, Any] = {}
+        skip_tags = []
+        if kind == "deploy":
+            extra_vars["app_version"] = branch or environment.default_branch
+            skip_tags = [tag for tag, skip in (("build", skip_build),
+                                               ("migrate", skip_migrations)) if skip]
+        elif kind == "rollback":
+            if release:
+                extra_vars["release"] = release
+            if restore_db:
+                extra_vars["restore_db"] = True
+        else:
+            extra_vars["app_deploy_lock_run"] = unlock_run_uuid
+        if description:
+            extra_vars["deploy_description"] = description
+        run_uuid = str(uuid.uuid4())
+        fields = {
+            "environment": environment.name,
+            "status": "running",
+            "deployed_by": user,
+            "description": description,
+            "branch": extra_vars.get("app_version"),
+            "release_id": release if kind == "rollback" else None,
+            "playbook": playbook.name,
+            "inventory": str(environment.inventory),
+            "skip_tags": ",".join(skip_tags) or None,
+            "extra_vars": json.dumps(extra_vars, sort_keys=True),
+            "controller": self.hostname,
+            "ansible_version": ansible_version,
+            "started_at": history_store.utcnow(),
+        }
+        lock = self._environment_locks[environment.name]
+        with lock:
+            if check_busy:
+                running = self.running_run(environment.name)
+                if running is not None:
+                    raise RunError(409, f"environment {environment.name} has a run going: "
+                                   f"run {running['id']} ({running['playbook']}, started by "
+                                   f"{running['deployed_by']}); wait for it or cancel it",
+                                   running_id=running["id"])
+            run_id = self.store().apply(run_uuid, [("start", fields)])
+            self.db.add_launch(run_uuid, run_id, environment.name, kind)
+            job = Job(run_uuid=run_uuid, run_id=run_id, environment=environment.name,
+                      kind=kind, user=user)
+            with self._jobs_lock:
+                self._jobs[run_uuid] = job
+        job.thread = threading.Thread(
+            target=self._follow, name=f"run-{run_id}",
+            args=(job, environment, playbook, extra_vars, skip_tags), daemon=True)
+        job.thread.start()
+        threading.Thread(target=self._find_leader, args=(job,), name=f"leader-{run_id}",
+                         daemon=True).start()
+        LOG.info("run %s started: %s %s of %s by %s", run_id, kind, playbook, environment.name,
+                 user)
+        return job
+
+    def _find_leader(self, job: Job) -> None:
+        """Learn the pid of the run's ansible-playbook as soon as it exists."""
+        while not job.done.is_set():
+            pid = find_child_with_env(RUN_UUID_VARIABLE, job.run_uuid)
+            if pid is not None:
+                job.leader = pid
+                with contextlib.suppress(Exception):
+                    self.db.set_launch_pid(job.run_uuid, pid)
+                    self.store().apply(job.run_uuid, [("update", {"pid": pid})])
+                return
+            time.sleep(0.01)
+
+    def _follow(self, job: Job, environment: Environment, playbook: Path,
+                extra_vars: dict[str, Any], skip_tags: list[str]) -> None:
+        work = self.config.work_dir() / job.run_uuid
+        work.mkdir(parents=True, mode=0o700)
+        output = ""
+        try:
+            runner = ansible_runner.interface.init_runner(
+                private_data_dir=str(work),
+                project_dir=str(self.config.directory),
+                ident="run",
+                playbook=str(playbook),
+                inventory=str(environment.inventory),
+                extravars=extra_vars,
+                skip_tags=",".join(skip_tags) or None,
+                envvars=self.run_environment(job.run_uuid, job.user),
+                fact_cache_type="memory",
+                suppress_env_files=True,
+                quiet=True,
+                settings={"pexpect_timeout": 0.1, "suppress_ansible_output": True},
+                cancel_callback=lambda: job.kill_now,
+                event_handler=lambda event: False,
+            )
+            runner.run()
+            job.rc = runner.rc
+            with contextlib.suppress(Exception), runner.stdout as handle:
+                output = handle.read()
+        except Exception as exc:
+            LOG.exception("run %s could not be started", job.run_id)
+            output = f"the console could not start ansible-playbook: {exc}\n"
+        finally:
+            try:
+                self._settle(job, output)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+                if not job.keep_launch:
+                    self.db.finish_launch(job.run_uuid)
+                job.done.set()
+                with self._jobs_lock:
+                    self._jobs.pop(job.run_uuid, None)
+
+    def _settle(self, job: Job, output: str) -> None:
+        """After the process ended: the history row gets whatever the callback could not write
+        (a run killed, or one that died before Ansible was up, keeps ansible-playbook's output)."""
+        store = self.store()
+        row = store.find_run(job.run_uuid) or {}
+        operations: list[tuple[str, Any]] = []
+        if not row.get("logs") and output.strip():
+            operations.append(("log", output if output.endswith("\n") else output + "\n"))
+        if job.cancelled_by:
+            operations.append(("log", f"\nCANCELLED by {job.cancelled_by}"
+                               f"{': ' + job.stop_note if job.stop_note else ''}\n"))
+            operations.append(("update", {"error_message": f"cancelled by {job.cancelled_by}"}))
+        now = history_store.utcnow()
+        started = row.get("started_at") or now
+        duration = int((now - started).total_seconds())
+        if row.get("status") == "running":
+            if job.rc == 0:
+                status, error = "success", None
+            elif job.rc is None or job.rc < 0 or job.rc == 254:
+                status, error = "interrupted", "ansible-playbook was stopped before the end"
+            else:
+                status, error = "failed", f"ansible-playbook exited with status {job.rc}"
+            operations.append(("finish", {"status": status, "error_message": error,
+                                          "completed_at": now, "duration": duration}))
+        elif row.get("duration") is None:
+            operations.append(("update", {"completed_at": row.get("completed_at") or now,
+                                          "duration": duration}))
+        if operations:
+            store.apply(job.run_uuid, operations)
+
+    # Stopping
+
+    def cancel(self, run: dict[str, Any], user: str) -> dict[str, Any]:
+        """Stop a running run: mark it cancelled, stop every process of it (SIGTERM, then
+        SIGKILL after the grace period) and wait until none is left."""
+        run_uuid = run["run_uuid"]
+        marker = (RUN_UUID_VARIABLE, run_uuid)
+        job = self.job(run_uuid)
+        processes = None
+        if job is not None:
+            processes = RunProcesses(self._wait_for_leader(job), marker)
+        elif run.get("controller") != self.hostname:
+            raise RunError(409, f"run {run['id']} runs on controller {run.get('controller')}, "
+                           f"not on this console's host ({self.hostname}): cancel it there")
+        elif run.get("pid") and pid_alive(run["pid"]):
+            pid = run["pid"]
+            if not (environ_has(pid, *marker)
+                    or any("ansible-playbook" in part for part in cmdline(pid)[:2])):
+                raise RunError(409, f"process {pid} of run {run['id']} is not an "
+                               "ansible-playbook any more; not stopping it")
+            processes = RunProcesses(pid, marker)
+        with self._jobs_lock:
+            self._stopping.add(run_uuid)
+        try:
+            if not self.store().mark_cancelled(run["id"], f"cancelled by {user}"):
+                current = self.store().get_run(run["id"]) or {}
+                raise RunError(409, f"run {run['id']} is not running (it is "
+                               f"{current.get('status')})", status=current.get("status"))
+            if job is not None:
+                job.cancelled_by = user
+            result = {"gone": True, "killed": False, "seconds": 0.0, "processes": 0}
+            if processes is not None:
+                stopped = stop_run(processes, self.config.cancel_grace_seconds)
+                result = {"gone": stopped.gone, "killed": stopped.killed,
+                          "seconds": round(stopped.seconds, 3), "processes": stopped.processes}
+            how = " (SIGKILL after the grace period)" if result["killed"] else " (SIGTERM)"
+            note = (f"{result['processes']} processes stopped in {result['seconds']:.2f} s{how}"
+                    if result["processes"] else "no process of it was left")
+            if not result["gone"]:
+                note += "; SOME PROCESSES OUTLIVED SIGKILL"
+                LOG.error("run %s: processes left after SIGKILL", run["id"])
+            if job is not None:
+                job.stop_note = note
+                # Before ansible-playbook exists, ansible-runner kills it as soon as it starts.
+                job.kill_now = True
+                job.done.wait(self.config.cancel_grace_seconds + 10)
+            else:
+                self.store().apply(run_uuid, [("log", f"\nCANCELLED by {user}: {note}\n"),
+                                              ("update", {"error_message": f"cancelled by {user}",
+                                                          "completed_at": history_store.utcnow()})])
+            return result
+        finally:
+            with self._jobs_lock:
+                self._stopping.discard(run_uuid)
+
+    def _wait_for_leader(self, job: Job, timeout: float = 5.0) -> int | None:
+        deadline = time.monotonic() + timeout
+        while job.leader is None and not job.done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return job.leader
+
+    def release_lock(self, environment: Environment, run: dict[str, Any],
+                     user: str) -> dict[str, Any]:
+        """Run the unlock playbook for a stopped run; the outcome goes into the run's log."""
+        try:
+            unlock = self.start(environment, "unlock", user, unlock_run_uuid=run["run_uuid"],
+                                description=f"release the deploy lock held by run {run['id']}",
+                                check_busy=False)
+        except RunError as exc:
+            self.store().apply(run["run_uuid"], [("log", f"the deploy lock was NOT released: "
+                                                          f"{exc.message}\n")])
+            return {"unlock_run_id": None, "unlock_error": exc.message}
+        self.store().apply(run["run_uuid"], [("log", f"releasing the deploy lock: run "
+                                                      f"{unlock.run_id}\n")])
+        return {"unlock_run_id": unlock.run_id, "unlock_error": None}
+
+    def recover(self, on_interrupted: Callable[[dict[str, Any], str], None]) -> list[int]:
+        """At start: the runs a console that is gone left behind are stopped if their process
+        is still there, marked ``interrupted``, and handed to ``on_interrupted`` (lock release).
+        Then runs of this controller whose ansible-playbook died are marked too."""
+        store = self.store()
+        interrupted = []
+        for launch in self.db.running_launches():
+            row = store.find_run(launch["run_uuid"])
+            if row is not None and row["status"] in ("running", "interrupted"):
+                pid = launch["pid"] or row.get("pid")
+                marker = (RUN_UUID_VARIABLE, launch["run_uuid"])
+                leader = pid if pid and environ_has(pid, *marker) else None
+                processes = RunProcesses(leader, marker)
+                note = "its console stopped"
+                if processes.members():
+                    stopped = stop_run(processes, self.config.cancel_grace_seconds)
+                    note += (f"; {stopped.processes} leftover processes were stopped in "
+                             f"{stopped.seconds:.2f} s")
+                if row["status"] == "running":
+                    now = history_store.utcnow()
+                    started = row.get("started_at") or now
+                    store.apply(launch["run_uuid"], [
+                        ("log", f"\nINTERRUPTED: {note}; marked when the console started "
+                                f"again\n"),
+                        ("finish", {"status": "interrupted",
+                                    "error_message": f"interrupted: {note}",
+                                    "completed_at": now,
+                                    "duration": int((now - started).total_seconds())})])
+                interrupted.append(row["id"])
+                if launch["kind"] in ("deploy", "rollback"):
+                    on_interrupted(row, launch["environment"])
+            self.db.finish_launch(launch["run_uuid"])
+        interrupted += store.mark_stale_runs(self.hostname, pid_alive, os.getpid())
+        return interrupted
+
+    def stop_all(self, reason: str) -> None:
+        """At shutdown: stop every run this console follows; the next start releases locks."""
+        with self._jobs_lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.keep_launch = True
+            stop_run(RunProcesses(job.leader, (RUN_UUID_VARIABLE, job.run_uuid)),
+                     self.config.cancel_grace_seconds)
+            job.kill_now = True
+        for job in jobs:
+            job.done.wait(self.config.cancel_grace_seconds + 10)
+            LOG.warning("run %s stopped: %s", job.run_id, reason)

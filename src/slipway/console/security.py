@@ -1,0 +1,130 @@
+"""Passwords, tokens and the checks every input goes through before anything starts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+ROLES = ("admin", "deployer", "viewer")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MIN_PASSWORD_LENGTH = 12
+MAX_DESCRIPTION_LENGTH = 1000
+
+# argon2id with the library's defaults (RFC 9106's low-memory profile: 64 MiB, 3 passes).
+_HASHER = PasswordHasher()
+# Verifying against this keeps a login for an unknown name as slow as one for a known name.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+class InputError(ValueError):
+    """Input that is refused before anything starts; the message is shown to the user."""
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InputError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _HASHER.check_needs_rehash(password_hash)
+
+
+def new_secret() -> str:
+    """A random URL-safe secret: API tokens, session ids, CSRF tokens."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_digest(secret: str) -> str:
+    """What is stored for a token or session id: its SHA-256 (they are random, not guessable,
+    so a fast hash is enough and lets every request look them up by digest)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_secret(left: str | None, right: str | None) -> bool:
+    return bool(left) and bool(right) and hmac.compare_digest(str(left), str(right))
+
+
+def check_user_name(name: str) -> str:
+    if not USER_NAME.match(name or ""):
+        raise InputError(f"user name {name!r} must be 1-64 letters, digits, '.', '_', '@' or "
+                         "'-', starting with a letter or digit")
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InputError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    return role
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+
+def check_branch(branch: str) -> str:
+    """A branch, tag or commit name that `git check-ref-format --branch` would accept, and that
+    cannot be taken for an option."""
+    problems = []
+    if not branch:
+        problems.append("it is empty")
+    if len(branch) > 255:
+        problems.append("it is longer than 255 characters")
+    if branch.startswith("-"):
+        problems.append("it starts with '-'")
+    if _has_control(branch):
+        problems.append("it contains control characters")
+    if any(char.isspace() for char in branch):
+        problems.append("it contains whitespace")
+    if ".." in branch:
+        problems.append("it contains '..'")
+    bad = sorted({char for char in branch if char in "~^:?*[\\"})
+    if bad:
+        problems.append(f"it contains {' '.join(repr(char) for char in bad)}")
+    if "@{" in branch:
+        problems.append("it contains '@{'")
+    if branch == "@":
+        problems.append("it is '@'")
+    if branch.startswith("/") or branch.endswith("/") or "//" in branch:
+        problems.append("it has an empty path component ('/' at either end or '//')")
+    if branch.endswith("."):
+        problems.append("it ends with '.'")
+    components = branch.split("/")
+    if any(part.startswith(".") for part in components):
+        problems.append("a component starts with '.'")
+    if any(part.endswith(".lock") for part in components):
+        problems.append("a component ends with '.lock'")
+    if problems:
+        raise InputError(f"malformed branch name {branch!r}: {'; '.join(problems)}")
+    return branch
+
+
+def check_release(release: str) -> str:
+    if not RELEASE_ID.match(release or ""):
+        raise InputError(f"malformed release id {release!r}: expected 1-100 letters, digits, "
+                         "'.', '_' or '-', starting with a letter or digit")
+    return release
+
+
+def check_description(description: str | None) -> str | None:
+    if description is None:
+        return None
+    description = description.strip()
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InputError(f"the description is longer than {MAX_DESCRIPTION_LENGTH} characters")
+    if any(ord(char) < 0x20 and char not in "\n\t" or ord(char) == 0x7F for char in description):
+        raise InputError("the description contains control characters")
+    return description or None

@@ -1,0 +1,320 @@
+"""What a user may do, checked in one place for the API and the pages alike; every action is
+written to the audit table, refusals included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slipway import history_store
+from slipway.console import security
+from slipway.console.config import Config, Environment
+from slipway.console.db import ConsoleDB, DuplicateUser, User
+from slipway.console.runs import RunError, RunManager
+
+PAGE_SIZES = range(1, 101)
+
+
+class ConsoleError(Exception):
+    """A refused request: HTTP status, a message for the user, and extra JSON fields."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+class Console:
+    def __init__(self, config: Config, db: ConsoleDB, runs: RunManager) -> None:
+        self.config = config
+        self.db = db
+        self.runs = runs
+
+    # Lookups
+
+    def environment(self, name: str | None) -> Environment:
+        if not name:
+            raise ConsoleError(422, "environment is required; known environments: "
+                               + ", ".join(sorted(self.config.environments)))
+        environment = self.config.environments.get(name)
+        if environment is None:
+            raise ConsoleError(422, f"unknown environment {name!r}; known environments: "
+                               + ", ".join(sorted(self.config.environments)))
+        return environment
+
+    def deployable(self, user: User) -> list[Environment]:
+        return [env for name, env in sorted(self.config.environments.items())
+                if user.can_deploy(name)]
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        run = self.runs.store().get_run(run_id)
+        if run is None or run.get("is_deleted") == "Y":
+            raise ConsoleError(404, f"no run {run_id} in the deploy history")
+        return run
+
+    def history(self, environment: str | None, status: str | None, page: int,
+                per_page: int) -> dict[str, Any]:
+        if environment:
+            self.environment(environment)
+        if status and status not in history_store.STATUSES:
+            raise ConsoleError(422, f"unknown status {status!r}; one of "
+                               + ", ".join(history_store.STATUSES))
+        if page < 1 or per_page not in PAGE_SIZES:
+            raise ConsoleError(422, "page must be 1 or more and per_page between 1 and 100")
+        store = self.runs.store()
+        total = store.count_runs(environment=environment or None, status=status or None)
+        runs = store.list_runs(environment=environment or None, status=status or None,
+                               limit=per_page, offset=(page - 1) * per_page)
+        return {"runs": runs, "total": total, "page": page, "per_page": per_page,
+                "pages": max(1, -(-total // per_page))}
+
+    def log(self, run_id: int, offset: int) -> dict[str, Any]:
+        if offset < 0:
+            raise ConsoleError(422, "offset must be 0 or more")
+        run = self.run(run_id)
+        text, next_offset, status = self.runs.store().read_log(run_id, offset)
+        return {"id": run_id, "offset": offset, "next_offset": next_offset, "logs": text,
+                "status": status,
+                "complete": status != "running" and not self.runs.is_active(run["run_uuid"])}
+
+    # Permission checks
+
+    def _may_deploy(self, user: User, environment: Environment, action: str,
+                    remote: str | None) -> None:
+        if user.can_deploy(environment.name):
+            return
+        if user.role == "viewer":
+            message = f"viewers cannot {action}"
+        else:
+            allowed = ", ".join(user.environments) or "none"
+            message = (f"{user.name} may not {action} in environment {environment.name} "
+                       f"(allowed: {allowed})")
+        self.db.audit(user.name, action, "refused", environment.name, remote_addr=remote,
+                      reason=message)
+        raise ConsoleError(403, message)
+
+    def _refuse(self, user: User, action: str, environment: str | None, remote: str | None,
+                error: ConsoleError | security.InputError | RunError,
+                run_id: int | None = None) -> ConsoleError:
+        status = getattr(error, "status", 422)
+        message = getattr(error, "message", str(error))
+        self.db.audit(user.name, action, "refused", environment, run_id, remote, reason=message)
+        return ConsoleError(status, message, **getattr(error, "extra", {}))
+
+    # Actions
+
+    def trigger(self, user: User, environment_name: str | None, branch: str | None,
+                skip_build: bool, skip_migrations: bool, description: str | None,
+                remote: str | None) -> dict[str, Any]:
+        environment = self.environment(environment_name)
+        self._may_deploy(user, environment, "deploy", remote)
+        try:
+            branch = security.check_branch(branch.strip() if branch and branch.strip()
+                                           else environment.default_branch)
+            description = security.check_description(description)
+        except security.InputError as exc:
+            raise self._refuse(user, "deploy", environment.name, remote, exc) from None
+        params = {"branch": branch, "skip_build": bool(skip_build),
+                  "skip_migrations": bool(skip_migrations), "description": description}
+        return self._start_or_hold(user, environment, "deploy", params, remote)
+
+    def rollback(self, user: User, environment_name: str | None, release: str | None,
+                 deploy_id: int | None, restore_db: bool, description: str | None,
+                 remote: str | None) -> dict[str, Any]:
+        environment = self.environment(environment_name)
+        self._may_deploy(user, environment, "rollback", remote)
+        try:
+            if release and deploy_id:
+                raise security.InputError("give a release or a deploy id, not both")
+            if deploy_id is not None:
+                release = self._release_of(environment, deploy_id)
+            if release:
+                release = security.check_release(release)
+            description = security.check_description(description)
+        except (security.InputError, ConsoleError) as exc:
+            raise self._refuse(user, "rollback", environment.name, remote, exc) from None
+        params = {"release": release or None, "restore_db": bool(restore_db),
+                  "description": description, "deploy_id": deploy_id}
+        return self._start_or_hold(user, environment, "rollback", params, remote)
+
+    def _release_of(self, environment: Environment, deploy_id: int) -> str:
+        run = self.runs.store().get_run(deploy_id)
+        if run is None:
+            raise ConsoleError(404, f"no run {deploy_id} in the deploy history")
+        if run["environment"] != environment.name:
+            raise ConsoleError(422, f"run {deploy_id} deployed environment {run['environment']}, "
+                               f"not {environment.name}")
+        if run["status"] != "success" or not run.get("release_id"):
+            raise ConsoleError(422, f"run {deploy_id} is not a successful run with a release "
+                               f"id (status {run['status']}, release {run.get('release_id')})")
+        return run["release_id"]
+
+    def _start_or_hold(self, user: User, environment: Environment, kind: str,
+                       params: dict[str, Any], remote: str | None) -> dict[str, Any]:
+        if environment.requires_approval:
+            running = self.runs.running_run(environment.name)
+            if running is not None:
+                error = ConsoleError(409, f"environment {environment.name} has a run going: run "
+                                     f"{running['id']}", running_id=running["id"])
+                raise self._refuse(user, kind, environment.name, remote, error)
+            approval_id = self.db.add_approval(environment.name, kind, params, user.name)
+            self.db.audit(user.name, kind, "pending approval", environment.name,
+                          remote_addr=remote, approval_id=approval_id, **params)
+            return {"id": None, "approval_id": approval_id, "status": "pending_approval",
+                    "environment": environment.name,
+                    "message": f"environment {environment.name} needs the approval of a second "
+                               "admin before this run starts"}
+        return self._start(user.name, environment, kind, params, remote, actor=user.name)
+
+    def _start(self, deployed_by: str, environment: Environment, kind: str,
+               params: dict[str, Any], remote: str | None, actor: str,
+               **audit_detail: Any) -> dict[str, Any]:
+        description = params.get("description")
+        try:
+            if kind == "deploy":
+                job = self.runs.start(environment, "deploy", deployed_by,
+                                      branch=params["branch"], skip_build=params["skip_build"],
+                                      skip_migrations=params["skip_migrations"],
+                                      description=description)
+            else:
+                job = self.runs.start(environment, "rollback", deployed_by,
+                                      release=params.get("release"),
+                                      restore_db=params.get("restore_db", False),
+                                      description=description)
+        except RunError as exc:
+            raise ConsoleError(exc.status, exc.message, **exc.extra) from None
+        self.db.audit(actor, kind, "started", environment.name, job.run_id, remote,
+                      run_uuid=job.run_uuid, **params, **audit_detail)
+        return {"id": job.run_id, "run_uuid": job.run_uuid, "status": "running",
+                "environment": environment.name, "kind": kind}
+
+    def cancel(self, user: User, run_id: int, remote: str | None) -> dict[str, Any]:
+        run = self.run(run_id)
+        environment = self.config.environments.get(run["environment"])
+        if not (user.is_admin or (environment is not None
+                                  and user.can_deploy(environment.name))):
+            message = ("viewers cannot cancel runs" if user.role == "viewer" else
+                       f"{user.name} may not cancel runs of environment {run['environment']}")
+            self.db.audit(user.name, "cancel", "refused", run["environment"], run_id, remote,
+                          reason=message)
+            raise ConsoleError(403, message)
+        if run["status"] != "running":
+            error = ConsoleError(409, f"run {run_id} is not running (it is {run['status']})",
+                                 status=run["status"])
+            raise self._refuse(user, "cancel", run["environment"], remote, error, run_id)
+        try:
+            stopped = self.runs.cancel(run, user.name)
+        except RunError as exc:
+            raise self._refuse(user, "cancel", run["environment"], remote, exc, run_id) from None
+        unlock: dict[str, Any] = {"unlock_run_id": None, "unlock_error": None}
+        if environment is not None and run["playbook"] != environment.unlock_playbook.name:
+            unlock = self.runs.release_lock(environment, run, user.name)
+        elif environment is None:
+            unlock["unlock_error"] = (f"environment {run['environment']} is not in this "
+                                      "console's configuration; release the lock by hand")
+        self.db.audit(user.name, "cancel", "cancelled", run["environment"], run_id, remote,
+                      **stopped, **unlock)
+        return {"id": run_id, "status": "cancelled", **stopped, **unlock}
+
+    def release_after_interrupt(self, run: dict[str, Any], environment_name: str) -> None:
+        environment = self.config.environments.get(environment_name)
+        if environment is None:
+            return
+        unlock = self.runs.release_lock(environment, run, "console")
+        self.db.audit("console", "interrupted", "marked interrupted at start",
+                      environment_name, run["id"], **unlock)
+
+    def approve(self, user: User, approval_id: int, remote: str | None) -> dict[str, Any]:
+        approval = self._pending(user, approval_id, "approve", remote)
+        if approval["requested_by"] == user.name:
+            error = ConsoleError(403, "a second admin must approve: you requested this run")
+            raise self._refuse(user, "approve", approval["environment"], remote, error)
+        environment = self.environment(approval["environment"])
+        if not self.db.decide_approval(approval_id, "approved", user.name):
+            raise ConsoleError(409, f"approval request {approval_id} was decided already")
+        try:
+            result = self._start(approval["requested_by"], environment, approval["kind"],
+                                 approval["params"], remote, actor=approval["requested_by"],
+                                 approval_id=approval_id, approved_by=user.name)
+        except ConsoleError as exc:
+            self.db.reopen_approval(approval_id)
+            raise self._refuse(user, "approve", environment.name, remote, exc) from None
+        self.db.set_approval_run(approval_id, result["id"])
+        self.db.audit(user.name, "approve", "approved", environment.name, result["id"], remote,
+                      approval_id=approval_id, requested_by=approval["requested_by"])
+        return {**result, "approval_id": approval_id, "approved_by": user.name}
+
+    def reject(self, user: User, approval_id: int, remote: str | None) -> dict[str, Any]:
+        approval = self._pending(user, approval_id, "reject", remote)
+        if not self.db.decide_approval(approval_id, "rejected", user.name):
+            raise ConsoleError(409, f"approval request {approval_id} was decided already")
+        self.db.audit(user.name, "reject", "rejected", approval["environment"], remote_addr=remote,
+                      approval_id=approval_id, requested_by=approval["requested_by"])
+        return {"approval_id": approval_id, "status": "rejected"}
+
+    def _pending(self, user: User, approval_id: int, action: str,
+                 remote: str | None) -> dict[str, Any]:
+        approval = self.db.approval(approval_id)
+        if approval is None:
+            raise ConsoleError(404, f"no approval request {approval_id}")
+        if not user.is_admin:
+            error = ConsoleError(403, f"only admins may {action} runs")
+            raise self._refuse(user, action, approval["environment"], remote, error)
+        if approval["state"] != "pending":
+            error = ConsoleError(409, f"approval request {approval_id} was {approval['state']} "
+                                 f"by {approval['decided_by']} already")
+            raise self._refuse(user, action, approval["environment"], remote, error)
+        return approval
+
+    # Accounts
+
+    def login(self, name: str, password: str, remote: str | None) -> User | None:
+        user, password_hash = self.db.password_hash(name)
+        if not security.verify_password(password_hash, password) or user is None:
+            self.db.audit(name[:64] or "-", "login", "failed", remote_addr=remote)
+            return None
+        if security.needs_rehash(password_hash):
+            self.db.set_password_hash(user.id, security.hash_password(password))
+        self.db.audit(user.name, "login", "ok", remote_addr=remote)
+        return user
+
+    def add_user(self, actor: str, name: str, role: str, environments: list[str],
+                 password: str, remote: str | None = None) -> User:
+        try:
+            security.check_user_name(name)
+            security.check_role(role)
+            unknown = sorted(set(environments) - set(self.config.environments))
+            if unknown:
+                raise security.InputError(f"unknown environments {unknown}; known: "
+                                          + ", ".join(sorted(self.config.environments)))
+            if role == "deployer" and not environments:
+                raise security.InputError("a deployer needs at least one environment (--env)")
+            if role != "deployer" and environments:
+                raise security.InputError(f"environments are for deployers; an {role} "
+                                          "has none of its own")
+            user = self.db.add_user(name, security.hash_password(password), role,
+                                    environments)
+        except (security.InputError, DuplicateUser) as exc:
+            self.db.audit(actor, "adduser", "refused", remote_addr=remote, user=name,
+                          reason=str(exc))
+            status = 409 if isinstance(exc, DuplicateUser) else 422
+            raise ConsoleError(status, str(exc)) from None
+        self.db.audit(actor, "adduser", "ok", remote_addr=remote, user=name, role=role,
+                      environments=environments)
+        return user
+
+    def delete_user(self, actor: User, name: str, remote: str | None) -> None:
+        if name == actor.name:
+            raise ConsoleError(409, "you cannot delete your own account")
+        if not self.db.delete_user(name):
+            raise ConsoleError(404, f"no user {name!r}")
+        self.db.audit(actor.name, "deluser", "ok", remote_addr=remote, user=name)
+
+    def new_token(self, actor: str, name: str, remote: str | None = None) -> str:
+        user = self.db.user(name)
+        if user is None:
+            raise ConsoleError(404, f"no user {name!r}")
+        token = security.new_secret()
+        self.db.add_token(user.id, security.secret_digest(token))
+        self.db.audit(actor, "token", "ok", remote_addr=remote, user=name)
+        return token
