@@ -56,6 +56,8 @@ PG_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 MYSQL_TRAILER = b"-- Dump completed"
 MYSQL_TABLE_MARK = b"\nCREATE TABLE `"
 MYSQL_UNKNOWN_DATABASE = 1049
+# MySQL answers "access denied" for a database the user may not see, whether it exists or not.
+MYSQL_DATABASE_ACCESS_DENIED = 1044
 
 
 class BackupError(Exception):
@@ -162,29 +164,29 @@ def write_json(path: str, data: dict) -> None:
 
 
 def scan_file(path: str, check_gzip: bool) -> dict:
-    """Size and SHA-256 of a file; with check_gzip, also that it is complete, valid gzip.
-
-    A gzip file also yields the last bytes of its content (``tail``)."""
+    """Size and SHA-256 of a file; with check_gzip, also whether it is one complete gzip stream
+    (``gzip_problem``, None when it is) and the last bytes of its content (``tail``)."""
     digest = hashlib.sha256()
     size = 0
     inflater = zlib.decompressobj(31) if check_gzip else None
-    tail = b""
+    tail, problem = b"", None
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             size += len(chunk)
             digest.update(chunk)
-            while inflater is not None and chunk:
+            while inflater is not None and chunk and problem is None:
                 try:
                     tail = (tail + inflater.decompress(chunk))[-4096:]
                 except zlib.error as error:
-                    raise BackupError(f"{path} is not valid gzip ({error})") from None
+                    problem = f"{path} is not valid gzip ({error})"
+                    break
                 # Another gzip member may follow the end of one.
                 chunk = inflater.unused_data if inflater.eof else b""
                 if chunk:
                     inflater = zlib.decompressobj(31)
-    if inflater is not None and not inflater.eof:
-        raise BackupError(f"{path} ends before its gzip stream does (truncated)")
-    return dict(size=size, sha256=digest.hexdigest(), tail=tail)
+    if inflater is not None and problem is None and not inflater.eof:
+        problem = f"{path} ends before its gzip stream does (truncated)"
+    return dict(size=size, sha256=digest.hexdigest(), tail=tail, gzip_problem=problem)
 
 
 def scan_files(paths: dict, check_gzip: bool, jobs: int) -> dict:
@@ -359,13 +361,12 @@ def content_problem(backup: Backup, jobs: int) -> str | None:
         return problem
     dest_dir = os.path.dirname(backup.path)
     expected = backup.files()
-    try:
-        scans = scan_files({name: os.path.join(dest_dir, name) for name in expected}, True, jobs)
-    except BackupError as error:
-        return str(error)
+    scans = scan_files({name: os.path.join(dest_dir, name) for name in expected}, True, jobs)
     for name, scan in sorted(scans.items()):
         if scan["sha256"] != expected[name].get("sha256"):
             return f"{name} does not match its recorded SHA-256 (corrupted)"
+        if scan["gzip_problem"]:
+            return scan["gzip_problem"]
     if backup.info.get("engine") == "mysql":
         return mysql_trailer_problem(next(iter(scans.values()))["tail"])
     return None
@@ -422,6 +423,7 @@ class Engine:
     """One database on one server: its size, its dump tools, dump, verify and restore."""
 
     name = ""
+    unknown_hint = ""
 
     def __init__(self, params: dict):
         self.params = params
@@ -442,8 +444,9 @@ class Engine:
         except ConnectionFailure as error:
             if self.is_unknown_database(error.__cause__):
                 target = describe_target(dict(self.params, login_db=self.db))
-                raise BackupError(f"Database {self.db!r} does not exist (connecting to"
-                                  f" {target}). Check db; nothing was done.") from None
+                raise BackupError(f"Database {self.db!r} does not exist{self.unknown_hint}"
+                                  f" (connecting to {target}). Check db; nothing was done."
+                                  ) from None
             raise BackupError(str(error)) from None
 
     def close(self) -> None:
@@ -476,6 +479,10 @@ class Engine:
     def dump(self, partial: str, name: str, jobs: int) -> dict:
         """Dump into partial (final name: name) and verify; {files, toc}."""
         raise NotImplementedError
+
+    def verify(self, backup: Backup, jobs: int) -> str | None:
+        """Why a published backup cannot be restored (read in full), or None."""
+        return content_problem(backup, jobs)
 
     def check_restorable(self) -> None:
         """Refuse, before anything changes, a restore that could not replace everything."""
@@ -590,8 +597,12 @@ class PostgresEngine(Engine):
         if tables and not toc["table_data"]:
             raise BackupError(f"The dump of {self.db!r} lists no table data although the"
                               f" database has {tables} tables; it was removed.")
+        scans = scan_files(dump_files(partial, name), True, jobs)
+        for scan in scans.values():
+            if scan["gzip_problem"]:
+                raise BackupError(f"The dump of {self.db!r} is damaged: {scan['gzip_problem']}")
         files = {key: {"size": scan["size"], "sha256": scan["sha256"]}
-                 for key, scan in scan_files(dump_files(partial, name), True, jobs).items()}
+                 for key, scan in scans.items()}
         problem = self.toc_problem(toc, files, name)
         if problem:
             raise BackupError(f"The dump of {self.db!r} is incomplete: {problem}")
@@ -695,13 +706,15 @@ def mysql_trailer_problem(tail: bytes) -> str | None:
 
 class MysqlEngine(Engine):
     name = "mysql"
+    unknown_hint = " or login_user has no privileges on it"
 
     def __init__(self, params: dict):
         super().__init__(params)
         self.option_dir: str | None = None
 
     def is_unknown_database(self, error) -> bool:
-        return bool(getattr(error, "args", None)) and error.args[0] == MYSQL_UNKNOWN_DATABASE
+        return bool(getattr(error, "args", None)) and error.args[0] in (
+            MYSQL_UNKNOWN_DATABASE, MYSQL_DATABASE_ACCESS_DENIED)
 
     def database_size(self) -> int:
         return int(self.query(
@@ -797,9 +810,6 @@ class MysqlEngine(Engine):
                               f" {size}.")
         return dict(files={name: dict(size=size, sha256=digest.hexdigest())},
                     toc=dict(tables=tables))
-
-    def verify(self, backup: Backup, jobs: int) -> str | None:
-        return content_problem(backup, jobs)
 
     def restore(self, backup: Backup, jobs: int) -> str:
         quoted = self.db.replace("`", "``")

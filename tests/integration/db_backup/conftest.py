@@ -17,6 +17,13 @@ def app_db(request):
 
 
 @pytest.fixture
+def mysql_app_db(mysql_server):
+    db = create_app_database(mysql_server)
+    yield db
+    drop_app_database(db)
+
+
+@pytest.fixture
 def dest_dir(tmp_path):
     """Where backups go; not created, as on a fresh host."""
     return tmp_path / "backups" / "app"
