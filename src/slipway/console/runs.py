@@ -438,29 +438,27 @@ class RunManager:
         interrupted = []
         for launch in self.db.running_launches():
             row = store.find_run(launch["run_uuid"])
-            if row is not None and row["status"] in ("running", "interrupted"):
-                pid = launch["pid"] or row.get("pid")
-                marker = (RUN_UUID_VARIABLE, launch["run_uuid"])
-                leader = pid if pid and environ_has(pid, *marker) else None
-                processes = RunProcesses(leader, marker)
-                note = "its console stopped"
-                if processes.members():
-                    stopped = stop_run(processes, self.config.cancel_grace_seconds)
-                    note += (f"; {stopped.processes} leftover processes were stopped in "
-                             f"{stopped.seconds:.2f} s")
-                if row["status"] == "running":
-                    now = history_store.utcnow()
-                    started = row.get("started_at") or now
-                    store.apply(launch["run_uuid"], [
-                        ("log", f"\nINTERRUPTED: {note}; marked when the console started "
-                                f"again\n"),
-                        ("finish", {"status": "interrupted",
-                                    "error_message": f"interrupted: {note}",
-                                    "completed_at": now,
-                                    "duration": int((now - started).total_seconds())})])
+            marker = (RUN_UUID_VARIABLE, launch["run_uuid"])
+            pid = launch["pid"] or (row or {}).get("pid")
+            processes = RunProcesses(pid if pid and environ_has(pid, *marker) else None, marker)
+            note = "its console stopped"
+            if processes.members():
+                stopped = stop_run(processes, self.config.cancel_grace_seconds)
+                note += (f"; {stopped.processes} leftover processes were stopped in "
+                         f"{stopped.seconds:.2f} s")
+            if row is not None and row["status"] == "running":
+                now = history_store.utcnow()
+                started = row.get("started_at") or now
+                store.apply(launch["run_uuid"], [
+                    ("log", f"\nINTERRUPTED: {note}; marked when the console started again\n"),
+                    ("finish", {"status": "interrupted", "error_message": f"interrupted: {note}",
+                                "completed_at": now,
+                                "duration": int((now - started).total_seconds())})])
                 interrupted.append(row["id"])
-                if launch["kind"] in ("deploy", "rollback"):
-                    on_interrupted(row, launch["environment"])
+            if row is not None and launch["kind"] in ("deploy", "rollback"):
+                # The console never saw this run end: release its lock (the unlock playbook
+                # leaves a lock alone unless this run holds it).
+                on_interrupted(row, launch["environment"])
             self.db.finish_launch(launch["run_uuid"])
         interrupted += store.mark_stale_runs(self.hostname, pid_alive, os.getpid())
         return interrupted
