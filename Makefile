@@ -66,8 +66,12 @@ integration: venv host ## Integration tests against real PostgreSQL and MariaDB 
 molecule: venv image ## Molecule scenarios on podman systemd hosts
 	set -e; for scenario in $(MOLECULE_SCENARIOS); do molecule test -s $$scenario; done
 
+.PHONY: console
+console: venv host ## Deploy console: API, runs, cancel, restart and browser (chromium) tests
+	pytest -q tests/console
+
 .PHONY: test
-test: lint unit integration molecule ## The whole test suite (what CI runs)
+test: lint unit integration molecule console ## The whole test suite (what CI runs)
 
 .PHONY: build
 build: venv ## Build the collection tarball

@@ -5,7 +5,8 @@ set -euo pipefail
 
 # netavark and aardvark-dns: containers on one podman network find each other by name.
 packages=(podman runc netavark aardvark-dns debootstrap acl git make openssh-client
-          postgresql postgresql-client mariadb-server mariadb-client redis-server)
+          postgresql postgresql-client mariadb-server mariadb-client redis-server
+          chromium)  # the deploy console's browser test
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
