@@ -13,7 +13,7 @@ def make_site(root: Path, grace: float = 10.0) -> Site:
     site = Site(root, grace)
     site.add_user("root", "admin")
     site.add_user("second", "admin")
-    site.add_user("alice", "deployer", "staging", "slow", "stubborn", "broken")
+    site.add_user("alice", "deployer", "staging", "slow", "stubborn", "broken", "paced")
     site.add_user("victor", "viewer")
     return site
 

@@ -51,6 +51,7 @@ class Site:
             "staging": ({}, {}),
             "production": ({}, {"requires_approval": "true"}),
             "slow": ({"console_test_sleep": 300}, {}),
+            "paced": ({"console_test_lines": 6, "console_test_line_pause": 1}, {}),
             "stubborn": ({"console_test_sleep": 300, "console_test_ignore_term": True}, {}),
             "broken": ({}, {"deploy_playbook": str(root / "broken.yml")}),
         }

@@ -1,0 +1,67 @@
+"""The console in a real browser: Debian's headless chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from console_helpers import PASSWORD
+from playwright import sync_api
+
+# Debian's chromium (tests/testbed/setup-host.sh); Playwright downloads no browser here.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_deploy_from_the_browser_and_watch_it_live(site, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    expect = sync_api.expect
+    page.goto(site.url + "/deploy")
+    expect(page).to_have_url(re.compile(r"/login\?next=/deploy$"))
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(site.url + "/deploy")
+
+    page.select_option("#environment", "paced")
+    page.fill("#branch", "feature/browser")
+    page.check("input[name=skip_migrations]")
+    page.fill("#description", "deployed from the browser test")
+    page.click("#deploy-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    # Lines that come in from now on arrive through the event stream: the page is never
+    # reloaded (the marker survives) and they were not in the page the server rendered.
+    page.evaluate("window.sameDocument = true")
+    first_render = page.locator("#log").text_content()
+    assert "console test line 6" not in first_render
+
+    log = page.locator("#log")
+    for number in range(1, 7):
+        expect(log).to_contain_text(f"console test line {number}", timeout=60_000)
+    expect(page.locator("#run-status")).to_have_text("success", timeout=60_000)
+    expect(page.locator("#run-release")).to_have_text(re.compile(r"^r-[0-9a-f]{10}$"))
+    assert page.evaluate("window.sameDocument") is True
+    text = log.text_content()
+    positions = [text.index(f"console test line {n}") for n in range(1, 7)]
+    assert positions == sorted(positions) and "PLAY RECAP" in text
+    # Scrolled to the newest line.
+    assert page.evaluate("(() => { const l = document.getElementById('log');"
+                         " return l.scrollHeight - l.scrollTop - l.clientHeight; })()") < 48
+    expect(page.locator("#hosts tbody tr td").first).to_have_text("localhost")
+    page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+
+    page.goto(site.url + "/runs?environment=paced")
+    row = page.locator(f"#history tr[data-run='{run_id}']")
+    expect(row.locator(".status")).to_have_text("success")
+    expect(row).to_contain_text("feature/browser")
+    expect(row).to_contain_text("deployed from the browser test")
+    page.close()
