@@ -513,14 +513,18 @@ class PostgresEngine(Engine):
         server_number = self.connection.server_version
         self.server_version = f"{server_number // 10000}.{server_number % 10000}"
         server_major = server_number // 10000
-        candidates = []
-        for path in sorted(glob.glob(PG_LIB_GLOB)) + [shutil.which("pg_dump")]:
-            if path and os.access(path, os.X_OK):
-                version = tool_version(path)
-                match = PG_VERSION.search(version)
-                if match:
-                    candidates.append((path, int(match.group(1)), version))
-        chosen = choose_pg_dump(candidates, server_major)
+        candidates, chosen = [], None
+        # PATH's pg_dump (on Debian a wrapper script) only when no packaged one fits.
+        for paths in (sorted(glob.glob(PG_LIB_GLOB)), [shutil.which("pg_dump")]):
+            for path in paths:
+                if path and os.access(path, os.X_OK):
+                    version = tool_version(path)
+                    match = PG_VERSION.search(version)
+                    if match:
+                        candidates.append((path, int(match.group(1)), version))
+            chosen = choose_pg_dump(candidates, server_major)
+            if chosen:
+                break
         if chosen is None:
             found = ", ".join(f"{major} at {path}" for path, major, _ in candidates) or "none"
             raise BackupError(
