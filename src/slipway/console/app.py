@@ -167,6 +167,12 @@ def create_app(config: Config) -> FastAPI:
         return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status,
                             headers=headers)
 
+    @app.exception_handler(history_store.HistoryStoreError)
+    async def store_error(request: Request, exc: history_store.HistoryStoreError
+                          ) -> JSONResponse:
+        return JSONResponse({"detail": f"the deploy history store is unavailable: {exc}"},
+                            status_code=503)
+
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> RedirectResponse:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

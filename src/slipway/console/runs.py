@@ -63,6 +63,17 @@ def pid_alive(pid: int) -> bool:
     return info is not None and info.alive
 
 
+def _read_stdout(runner: Any) -> str:
+    """What ansible-playbook printed (ansible-runner keeps it among the run's artifacts)."""
+    if runner is None:
+        return ""
+    try:
+        with runner.stdout as handle:
+            return handle.read()
+    except Exception:
+        return ""
+
+
 @dataclass
 class Job:
     """One run this console process started and follows until its process has ended."""
@@ -288,7 +299,8 @@ class RunManager:
                 extra_vars: dict[str, Any], skip_tags: list[str]) -> None:
         work = self.config.work_dir() / job.run_uuid
         work.mkdir(parents=True, mode=0o700)
-        output = ""
+        runner = None
+        failure = ""
         try:
             runner = ansible_runner.interface.init_runner(
                 private_data_dir=str(work),
@@ -308,14 +320,12 @@ class RunManager:
             )
             runner.run()
             job.rc = runner.rc
-            with contextlib.suppress(Exception), runner.stdout as handle:
-                output = handle.read()
         except Exception as exc:
             LOG.exception("run %s could not be started", job.run_id)
-            output = f"the console could not start ansible-playbook: {exc}\n"
+            failure = f"the console could not start ansible-playbook: {exc}\n"
         finally:
             try:
-                self._settle(job, output)
+                self._settle(job, lambda: failure or _read_stdout(runner))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
                 if not job.keep_launch:
@@ -324,14 +334,15 @@ class RunManager:
                 with self._jobs_lock:
                     self._jobs.pop(job.run_uuid, None)
 
-    def _settle(self, job: Job, output: str) -> None:
+    def _settle(self, job: Job, output: Callable[[], str]) -> None:
         """After the process ended: the history row gets whatever the callback could not write
         (a run killed, or one that died before Ansible was up, keeps ansible-playbook's output)."""
         store = self.store()
         row = store.find_run(job.run_uuid) or {}
         operations: list[tuple[str, Any]] = []
-        if not row.get("logs") and output.strip():
-            operations.append(("log", output if output.endswith("\n") else output + "\n"))
+        text = "" if row.get("logs") else output()
+        if text.strip():
+            operations.append(("log", text if text.endswith("\n") else text + "\n"))
         if job.cancelled_by:
             operations.append(("log", f"\nCANCELLED by {job.cancelled_by}"
                                f"{': ' + job.stop_note if job.stop_note else ''}\n"))

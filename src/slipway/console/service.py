@@ -7,7 +7,7 @@ from typing import Any
 
 from slipway import history_store
 from slipway.console import security
-from slipway.console.config import Config, Environment
+from slipway.console.config import ENVIRONMENT_NAME, Config, Environment
 from slipway.console.db import ConsoleDB, DuplicateUser, User
 from slipway.console.runs import RunError, RunManager
 
@@ -54,8 +54,9 @@ class Console:
 
     def history(self, environment: str | None, status: str | None, page: int,
                 per_page: int) -> dict[str, Any]:
-        if environment:
-            self.environment(environment)
+        # Runs started from a terminal may name environments this console does not serve.
+        if environment and not ENVIRONMENT_NAME.match(environment):
+            raise ConsoleError(422, f"malformed environment name {environment!r}")
         if status and status not in history_store.STATUSES:
             raise ConsoleError(422, f"unknown status {status!r}; one of "
                                + ", ".join(history_store.STATUSES))
@@ -182,6 +183,8 @@ class Console:
                                       restore_db=params.get("restore_db", False),
                                       description=description)
         except RunError as exc:
+            self.db.audit(actor, kind, "refused", environment.name, remote_addr=remote,
+                          reason=exc.message)
             raise ConsoleError(exc.status, exc.message, **exc.extra) from None
         self.db.audit(actor, kind, "started", environment.name, job.run_id, remote,
                       run_uuid=job.run_uuid, **params, **audit_detail)
