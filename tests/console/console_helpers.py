@@ -132,7 +132,7 @@ class Site:
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
         return subprocess.run([str(VENV_BIN / "slipway-console"), *args, "--config",
                                str(self.config)], input=stdin, capture_output=True, text=True,
-                              env=self.env(), timeout=60)
+                              env=self.env(), timeout=60, check=False)
 
     def add_user(self, name: str, role: str, *envs: str) -> str:
         args = ["adduser", name, "--role", role]

@@ -116,8 +116,8 @@ def test_approval_needs_a_second_admin(site):
     assert by_action[("deploy", "pending approval")]["actor"] == "root"
     assert by_action[("approve", "approved")]["actor"] == "second"
     assert by_action[("approve", "approved")]["run_id"] == run_id
-    refusals = {(row["actor"], row["detail"]["reason"]) for row in audit
-                 if row["action"] == "approve" and row["outcome"] == "refused"}
+    refused = [row for row in audit if row["action"] == "approve" and row["outcome"] == "refused"]
+    refusals = {(row["actor"], row["detail"]["reason"]) for row in refused}
     assert ("root", "a second admin must approve: you requested this run") in refusals
     assert ("alice", "only admins may approve runs") in refusals
 
