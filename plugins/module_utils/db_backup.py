@@ -526,14 +526,15 @@ class PostgresEngine(Engine):
             if chosen:
                 break
         if chosen is None:
-            found = ", ".join(f"{major} at {path}" for path, major, _ in candidates) or "none"
+            found = ", ".join(f"{candidate[1]} at {candidate[0]}"
+                              for candidate in candidates) or "none"
             raise BackupError(
                 f"No pg_dump of PostgreSQL {server_major} or newer was found (found: {found};"
-                f" looked in {os.path.dirname(os.path.dirname(PG_LIB_GLOB))} and PATH); an older"
+                f" looked in /usr/lib/postgresql/N/bin and PATH); an older"
                 f" pg_dump cannot dump a PostgreSQL {server_major} server. Install"
                 f" postgresql-client-{server_major} (Debian: apt-get install"
                 f" postgresql-client-{server_major}).")
-        path, _, version = chosen
+        path, version = chosen[0], chosen[2]
         bin_dir = os.path.dirname(path)
         self.tools = dict(pg_dump=path)
         for tool in ("pg_restore", "psql"):
@@ -1060,16 +1061,21 @@ def execute(params: dict, check_mode: bool) -> dict:
     errors = option_errors(params)
     if errors:
         raise BackupError("Invalid options: " + "; ".join(errors) + ".")
-    if params["action"] == "list":
-        return run_list(params)
-    if params["action"] == "prune":
-        return run_prune(params, check_mode)
-    engine = ENGINES[params["engine"]](params)
-    engine.open()
     try:
-        engine.find_tools()
-        if params["action"] == "backup":
-            return run_backup(engine, check_mode)
-        return run_restore(engine, check_mode)
-    finally:
-        engine.close()
+        if params["action"] == "list":
+            return run_list(params)
+        if params["action"] == "prune":
+            return run_prune(params, check_mode)
+        engine = ENGINES[params["engine"]](params)
+        engine.open()
+        try:
+            engine.find_tools()
+            if params["action"] == "backup":
+                return run_backup(engine, check_mode)
+            return run_restore(engine, check_mode)
+        finally:
+            engine.close()
+    except OSError as error:
+        raise BackupError(f"{error.strerror or error}: {error.filename or params['dest_dir']}"
+                          f" (action={params['action']}). Run the module as root"
+                          f" (become: true) and check dest_dir.") from None

@@ -39,11 +39,11 @@ description:
   - O(action=restore) then takes (and verifies) a safety backup of the database as it is,
     unless O(safety_backup=false), and replaces the database's content by the backup's, so
     that objects created after the backup are gone. PostgreSQL - C(DROP OWNED BY
-    CURRENT_USER) followed by the dump, in one transaction when the backup was taken with
-    one job (the database is unchanged if anything fails), else the drop followed by
-    C(pg_restore --jobs). MySQL - every table, view, sequence, procedure and function of the
-    database is dropped, then the dump is loaded with the C(mysql) client (MySQL cannot do
-    this in a transaction).
+    CURRENT_USER) followed by the dump, in one transaction (the database is unchanged if
+    anything fails) unless the backed-up database is larger than O(parallel_threshold_bytes)
+    and O(jobs) is above 1; then the drop is followed by C(pg_restore --jobs). MySQL - every
+    table, view, sequence, procedure and function of the database is dropped, then the dump
+    is loaded with the C(mysql) client (MySQL cannot do this in a transaction).
   - Runs under a lock file (C(.db_backup.lock) in O(dest_dir)), so concurrent runs on one
     directory wait for each other.
 version_added: "0.1.0"
@@ -348,8 +348,7 @@ def argument_spec() -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_if=[("action", "restore", ("backup",))])
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     if params["action"] in ("backup", "restore"):
         missing = missing_driver(params["engine"])

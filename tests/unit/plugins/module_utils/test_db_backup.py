@@ -35,8 +35,8 @@ WRAPPER16 = ("/usr/bin/pg_dump", 16, "pg_dump (PostgreSQL) 16.4")
     ([PG13], 15, None),
     ([], 15, None),
 ])
-def test_the_oldest_pg_dump_not_older_than_the_server_is_chosen(candidates, server_major,
-                                                                 expected):
+def test_the_oldest_pg_dump_not_older_than_the_server_is_chosen(
+        candidates, server_major, expected):
     assert choose_pg_dump(candidates, server_major) == expected
 
 
@@ -46,8 +46,8 @@ def test_the_oldest_pg_dump_not_older_than_the_server_is_chosen(candidates, serv
     (1001, 0, 1.5, 1502),
     (10**12, 0, 0.0, 0),
 ])
-def test_space_needed_is_the_larger_of_the_floor_and_the_factor(db_size, min_free, factor,
-                                                                needed):
+def test_space_needed_is_the_larger_of_the_floor_and_the_factor(
+        db_size, min_free, factor, needed):
     assert space_needed(db_size, min_free, factor) == needed
 
 
