@@ -1,0 +1,177 @@
+"""What the console role must leave on its host: the console up as its own unprivileged user on
+loopback, nginx in front, secrets private, and deploys that reach a target over SSH."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+CONSOLE_USER = "slipway-console"
+ROOT = "/srv/slipway-console"
+UNIT = "slipway-console.service"
+TEST_DIR = Path(os.environ["CONSOLE_TEST_DIR"])
+# Polls of a run's status, one second apart: a bound on waiting, not a timing assertion.
+POLLS = 300
+
+REQUEST = r"""
+import json, sys, urllib.error, urllib.request
+req = json.loads(sys.argv[1])
+data = None if req["body"] is None else json.dumps(req["body"]).encode()
+headers = dict(req["headers"], **({"Content-Type": "application/json"} if data else {}))
+request = urllib.request.Request("http://127.0.0.1:%d%s" % (req["port"], req["path"]),
+                                 data=data, method=req["method"], headers=headers)
+try:
+    response = urllib.request.urlopen(request, timeout=60)
+except urllib.error.HTTPError as error:
+    response = error
+print(json.dumps({"status": response.status, "headers": list(response.headers.items()),
+                  "body": response.read().decode()}))
+"""
+
+
+def http(host, path, method="GET", token=None, body=None, port=80):
+    """A request from the host itself (through nginx on port 80 unless told): status, headers
+    (a list of pairs, duplicates kept) and body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = {"path": path, "method": method, "headers": headers, "body": body, "port": port}
+    result = host.run("python3 -c %s %s", REQUEST, json.dumps(request))
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def header_values(response, name):
+    return [value for key, value in response["headers"] if key.lower() == name.lower()]
+
+
+@pytest.fixture(scope="module")
+def token(host):
+    return host.check_output("/usr/local/sbin/slipway-console token admin").strip()
+
+
+def wait_for_status(host, token, run_id, wanted):
+    """The run once its status is one of wanted (the console may be starting: 502 meanwhile)."""
+    run = None
+    for _ in range(POLLS):
+        response = http(host, f"/api/v1/deploy/status/{run_id}", token=token)
+        if response["status"] == 200:
+            run = json.loads(response["body"])
+            if run["status"] in wanted:
+                return run
+        host.run("sleep 1")
+    raise AssertionError(f"run {run_id} is not {wanted} after {POLLS} polls: {run}")
+
+
+def test_console_runs_as_its_unprivileged_user_without_a_login_shell(host):
+    service = host.service(UNIT)
+    assert service.is_running
+    assert service.is_enabled
+    main_pid = host.check_output(f"systemctl show -P MainPID {UNIT}")
+    assert host.check_output(f"ps -o user= -p {main_pid}") == CONSOLE_USER
+    assert host.user(CONSOLE_USER).shell == "/usr/sbin/nologin"
+
+
+def test_console_listens_on_loopback_only(host):
+    listeners = host.check_output("ss -ltnH 'sport = :8765'").splitlines()
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in listeners}
+    assert addresses == {"127.0.0.1"}, listeners
+
+
+def test_code_and_configuration_are_not_writable_by_the_console(host):
+    release = host.file(f"{ROOT}/current")
+    assert release.is_symlink
+    venv = host.file(f"{release.linked_to}/venv/lib")
+    assert venv.user == "root"
+    result = host.run(f"runuser -u {CONSOLE_USER} -- test -w {ROOT}/etc")
+    assert result.rc != 0
+
+
+def test_login_page_is_served_through_nginx_with_security_headers_once(host):
+    response = http(host, "/login")
+    assert response["status"] == 200
+    assert "<form" in response["body"]
+    assert header_values(response, "X-Frame-Options") == ["DENY"]
+    assert header_values(response, "X-Content-Type-Options") == ["nosniff"]
+    assert len(header_values(response, "Content-Security-Policy")) == 1
+
+
+def test_openapi_description_is_served_through_nginx(host):
+    response = http(host, "/openapi.json")
+    assert response["status"] == 200
+    assert "/api/v1/deploy/trigger" in json.loads(response["body"])["paths"]
+
+
+def test_api_refuses_an_unauthenticated_call(host):
+    assert http(host, "/api/v1/deploy/history")["status"] == 401
+    unknown = "0" * 43
+    assert http(host, "/api/v1/deploy/history", token=unknown)["status"] == 401
+
+
+@pytest.mark.parametrize("path, owner", [
+    (f"{ROOT}/etc/console.yml", CONSOLE_USER),
+    (f"{ROOT}/etc/console.env", "root"),
+    (f"{ROOT}/etc/vault-password", CONSOLE_USER),
+    (f"{ROOT}/state/.ssh/slipway-console", CONSOLE_USER),
+])
+def test_secrets_are_0600(host, path, owner):
+    secret = host.file(path)
+    assert secret.mode == 0o600
+    assert secret.user == owner
+
+
+def test_history_store_url_reaches_the_console_through_its_environment_file(host):
+    main_pid = host.check_output(f"systemctl show -P MainPID {UNIT}")
+    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{main_pid}/environ")
+    assert f"SLIPWAY_HISTORY_DB={ROOT}/state/history.sqlite3" in environ.splitlines()
+
+
+def test_deploy_through_the_api_reaches_the_target_over_ssh_with_the_vault(host, token):
+    response = http(host, "/api/v1/deploy/trigger", "POST", token,
+                    {"environment": "molecule", "description": "molecule"})
+    assert response["status"] == 201, response["body"]
+    run = wait_for_status(host, token, json.loads(response["body"])["id"],
+                          ("success", "failed", "interrupted", "cancelled"))
+    assert run["status"] == "success", run
+    greeting = host.file("/home/target/console-greeting")
+    assert greeting.user == "target"
+    assert greeting.content_string == "hello from the vault\n"
+
+
+def test_live_log_stream_passes_through_nginx(host, token):
+    runs = json.loads(http(host, "/api/v1/deploy/history?environment=molecule",
+                           token=token)["body"])["runs"]
+    response = http(host, f"/api/v1/deploy/logs/{runs[0]['id']}/stream", token=token)
+    assert response["status"] == 200
+    assert header_values(response, "Content-Type")[0].startswith("text/event-stream")
+    assert "event: log" in response["body"]
+    assert "event: end" in response["body"]
+
+
+def test_unit_is_hardened_to_an_exposure_of_2_or_lower(host):
+    output = host.check_output(f"systemd-analyze security {UNIT} --no-pager")
+    verdict = output.strip().splitlines()[-1]
+    print(f"\nsystemd-analyze security {UNIT}: {verdict}")
+    score = float(verdict.split("level for", 1)[1].split(":", 1)[1].split()[0])
+    assert score <= 2.0, verdict
+
+
+def test_restart_during_a_run_stops_it_and_leaves_none_of_its_processes(host, token):
+    response = http(host, "/api/v1/deploy/trigger", "POST", token, {"environment": "molecule-slow"})
+    assert response["status"] == 201, response["body"]
+    run_id = json.loads(response["body"])["id"]
+    for _ in range(POLLS):
+        if host.run("pgrep -u target -x sleep").rc == 0:
+            break
+        host.run("sleep 1")
+    else:
+        raise AssertionError("the slow playbook never started its sleep on the target")
+    old_pid = host.check_output(f"systemctl show -P MainPID {UNIT}")
+
+    host.check_output(f"systemctl restart {UNIT}")
+
+    assert host.check_output(f"systemctl show -P MainPID {UNIT}") != old_pid
+    assert host.run(f"pgrep -u {CONSOLE_USER} -f slow.yml").rc == 1
+    journal = host.check_output(f"journalctl -u {UNIT} -o cat --no-pager")
+    assert "timed out" not in journal
+    run = wait_for_status(host, token, run_id, ("interrupted", "cancelled", "failed", "success"))
+    assert run["status"] == "interrupted", run
