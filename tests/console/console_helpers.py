@@ -51,7 +51,7 @@ class Site:
             "staging": ({}, {}),
             "production": ({}, {"requires_approval": "true"}),
             "slow": ({"console_test_sleep": 300}, {}),
-            "paced": ({"console_test_lines": 6, "console_test_line_pause": 1}, {}),
+            "paced": ({"console_test_lines": 5, "console_test_line_pause": 1}, {}),
             "stubborn": ({"console_test_sleep": 300, "console_test_ignore_term": True}, {}),
             "broken": ({}, {"deploy_playbook": str(root / "broken.yml")}),
         }
@@ -143,6 +143,17 @@ class Site:
         token = self.cli("token", name)
         assert token.returncode == 0, token.stderr
         self.tokens[name] = token.stdout.strip()
+        return self.tokens[name]
+
+    def add_user_by_api(self, name: str, role: str, *envs: str) -> str:
+        """Create a user and a token through the API, as the admin `root`."""
+        with self.api("root") as client:
+            created = client.post("/api/v1/users", json={
+                "name": name, "role": role, "environments": list(envs), "password": PASSWORD})
+            assert created.status_code == 201, created.text
+            token = client.post(f"/api/v1/users/{name}/tokens")
+            assert token.status_code == 201, token.text
+        self.tokens[name] = token.json()["token"]
         return self.tokens[name]
 
     def api(self, user: str | None = None) -> httpx.Client:

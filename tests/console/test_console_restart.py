@@ -10,7 +10,6 @@ from console_helpers import Site, alive, run_processes, wait_for_pid_in_store
 
 def test_runs_left_by_a_dead_console_are_stopped_and_marked_interrupted(fresh_site):
     site = fresh_site
-    site.start()
     with site.api("alice") as client:
         started = client.post("/api/v1/deploy/trigger", json={"environment": "slow"}).json()
     sleep_pid = int(site.wait_for_file(f"sleep-{started['run_uuid']}.pid").read_text())
@@ -43,7 +42,6 @@ def test_runs_left_by_a_dead_console_are_stopped_and_marked_interrupted(fresh_si
 
 def test_one_run_per_environment_holds_across_a_restart(fresh_site):
     site = fresh_site
-    site.start()
     with site.api("alice") as client:
         first = client.post("/api/v1/deploy/trigger", json={"environment": "slow"}).json()
     site.wait_for_file(f"sleep-{first['run_uuid']}.pid")

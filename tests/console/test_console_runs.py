@@ -23,11 +23,18 @@ def trigger(site, user: str = "alice", **body):
         return client.post("/api/v1/deploy/trigger", json=body)
 
 
-def test_deploy_runs_the_playbook_and_lands_in_the_history(site):
+@pytest.fixture(scope="module")
+def deployed(site) -> dict:
+    """A deploy of staging by alice, finished."""
     response = trigger(site, environment="staging", branch="feature/login-form",
                        description="ship the login form")
     assert response.status_code == 201, response.text
-    run_id, run_uuid = response.json()["id"], response.json()["run_uuid"]
+    site.wait_for(response.json()["id"])
+    return response.json()
+
+
+def test_deploy_runs_the_playbook_and_lands_in_the_history(site, deployed):
+    run_id, run_uuid = deployed["id"], deployed["run_uuid"]
 
     status = site.wait_for(run_id)
     assert status["status"] == "success"
@@ -74,9 +81,8 @@ def test_live_stream_delivers_the_whole_log_then_the_end(site):
     assert lines == [f"ok: [localhost] => console test line {n}" for n in (1, 2, 3)]
 
 
-def test_logs_endpoint_reads_on_from_an_offset(site):
-    run_id = trigger(site, environment="staging").json()["id"]
-    site.wait_for(run_id)
+def test_logs_endpoint_reads_on_from_an_offset(site, deployed):
+    run_id = deployed["id"]
     with site.api("victor") as client:
         whole = client.get(f"/api/v1/deploy/logs/{run_id}").json()
         part = client.get(f"/api/v1/deploy/logs/{run_id}", params={"offset": 100}).json()
@@ -87,7 +93,7 @@ def test_logs_endpoint_reads_on_from_an_offset(site):
     assert end["logs"] == "" and end["next_offset"] == whole["next_offset"]
 
 
-def test_cancel_stops_the_whole_process_group_and_releases_the_lock(site):
+def test_a_busy_environment_refuses_a_second_run_and_cancel_stops_every_process(site):
     response = trigger(site, environment="slow", description="to be cancelled")
     run_id, run_uuid = response.json()["id"], response.json()["run_uuid"]
     sleep_pid = int(site.wait_for_file(f"sleep-{run_uuid}.pid").read_text())
@@ -95,6 +101,12 @@ def test_cancel_stops_the_whole_process_group_and_releases_the_lock(site):
     assert os.getpgid(leader) == leader  # ansible-playbook leads its own group
     assert os.getsid(sleep_pid) != os.getsid(leader)  # Ansible's worker made a session of its own
     assert {leader, sleep_pid} <= set(run_processes(run_uuid))
+    # One run per environment: a second one is refused with the running one's id.
+    runs_before = len(site.runs())
+    second = trigger(site, environment="slow", branch="other")
+    assert second.status_code == 409 and second.json()["running_id"] == run_id
+    assert f"run {run_id}" in second.json()["detail"]
+    assert len(site.runs()) == runs_before
 
     with site.api("alice") as client:
         cancelled = client.post(f"/api/v1/deploy/cancel/{run_id}")
@@ -129,21 +141,6 @@ def test_cancel_kills_what_ignores_sigterm_after_the_grace_period(site):
     assert run_processes(run_uuid) == [] and not alive(sleep_pid)
     assert site.wait_for(run_id)["status"] == "cancelled"
     site.wait_for(cancelled["unlock_run_id"])
-
-
-def test_second_trigger_in_a_busy_environment_is_refused_with_the_running_id(site):
-    first = trigger(site, environment="slow").json()
-    site.wait_for_file(f"sleep-{first['run_uuid']}.pid")
-    runs_before = len(site.runs())
-
-    second = trigger(site, environment="slow", branch="other")
-    assert second.status_code == 409
-    assert second.json()["running_id"] == first["id"]
-    assert f"run {first['id']}" in second.json()["detail"]
-    assert len(site.runs()) == runs_before
-    with site.api("alice") as client:
-        unlock_id = client.post(f"/api/v1/deploy/cancel/{first['id']}").json()["unlock_run_id"]
-    site.wait_for(unlock_id)
 
 
 def test_a_run_from_a_terminal_shares_the_history_and_the_one_run_rule(site):

@@ -93,12 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(config, args.host, args.port)
 
     from slipway.console.db import ConsoleDB
-    from slipway.console.runs import RunManager
     from slipway.console.service import Console, ConsoleError
 
     db = ConsoleDB(config.console_db)
     db.create()
-    console = Console(config, db, RunManager(config, db))
+    console = Console(config, db, runs=None)  # user management needs no runner
     try:
         if args.command == "adduser":
             password = _read_password(args.name)

@@ -3,13 +3,16 @@ written to the audit table, refusals included."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slipway import history_store
 from slipway.console import security
 from slipway.console.config import ENVIRONMENT_NAME, Config, Environment
 from slipway.console.db import ConsoleDB, DuplicateUser, User
-from slipway.console.runs import RunError, RunManager
+from slipway.console.runs import RunError
+
+if TYPE_CHECKING:
+    from slipway.console.runs import RunManager
 
 PAGE_SIZES = range(1, 101)
 
@@ -25,7 +28,7 @@ class ConsoleError(Exception):
 
 
 class Console:
-    def __init__(self, config: Config, db: ConsoleDB, runs: RunManager) -> None:
+    def __init__(self, config: Config, db: ConsoleDB, runs: RunManager | None) -> None:
         self.config = config
         self.db = db
         self.runs = runs
