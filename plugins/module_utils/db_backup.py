@@ -305,6 +305,18 @@ class Backup:
                     metadata=info.get("metadata") or {})
 
 
+def load_metadata(dest_dir: str, backup_id: str) -> dict | None:
+    """The metadata of backup_id when this module wrote it, else None."""
+    try:
+        with open(os.path.join(dest_dir, backup_id + ".json")) as handle:
+            info = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if isinstance(info, dict) and info.get("made_by") == MADE_BY and info.get("id") == backup_id:
+        return info
+    return None
+
+
 def read_backups(dest_dir: str, engine: str, db: str) -> list:
     """This module's backups of db in dest_dir, newest first. Other files are never looked at
     beyond their names."""
@@ -315,18 +327,10 @@ def read_backups(dest_dir: str, engine: str, db: str) -> list:
         backup_id = name[:-len(".json")]
         if not (name.endswith(".json") and BACKUP_ID.match(backup_id)):
             continue
-        metadata_path = os.path.join(dest_dir, name)
-        try:
-            with open(metadata_path) as handle:
-                info = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if not (isinstance(info, dict) and info.get("made_by") == MADE_BY
-                and info.get("id") == backup_id and info.get("engine") == engine
-                and info.get("db") == db):
-            continue
-        path = os.path.join(dest_dir, backup_id + SUFFIXES[engine])
-        backups.append(Backup(backup_id, path, metadata_path, info))
+        info = load_metadata(dest_dir, backup_id)
+        if info and info.get("engine") == engine and info.get("db") == db:
+            backups.append(Backup(backup_id, os.path.join(dest_dir, backup_id + SUFFIXES[engine]),
+                                  os.path.join(dest_dir, name), info))
     backups.sort(key=lambda backup: (backup.created_at, backup.id), reverse=True)
     return backups
 
@@ -392,29 +396,15 @@ def find_backup(dest_dir: str, engine: str, db: str, backup_id: str) -> Backup:
     for backup in backups:
         if backup.id == backup_id:
             return backup
-    others = read_backups_any_db(dest_dir, engine, backup_id)
-    if others:
-        raise BackupError(f"Backup {backup_id} in {dest_dir} is of database"
-                          f" {others[0].info.get('db')!r}, not {db!r}; nothing was changed.")
+    info = load_metadata(dest_dir, backup_id) if BACKUP_ID.match(backup_id) else None
+    if info:
+        raise BackupError(f"Backup {backup_id} in {dest_dir} is a {info.get('engine')} backup of"
+                          f" {info.get('db')!r}, not a {engine} backup of {db!r}; nothing was"
+                          f" changed.")
     known = ", ".join(backup.id for backup in backups[:5]) or "none"
     raise BackupError(f"Unknown backup id {backup_id!r}: {dest_dir} holds no {engine} backup of"
                       f" {db!r} with that id (newest: {known}). Nothing was changed; use"
                       f" action=list to see them.")
-
-
-def read_backups_any_db(dest_dir: str, engine: str, backup_id: str) -> list:
-    """The backup with backup_id when it is of another database (for a clearer error)."""
-    path = os.path.join(dest_dir, backup_id + ".json")
-    if not BACKUP_ID.match(backup_id) or not os.path.isfile(path):
-        return []
-    try:
-        with open(path) as handle:
-            info = json.load(handle)
-    except (OSError, ValueError):
-        return []
-    if isinstance(info, dict) and info.get("made_by") == MADE_BY and info.get("engine") == engine:
-        return read_backups(dest_dir, engine, info.get("db"))
-    return []
 
 
 # Engines -------------------------------------------------------------------------------------

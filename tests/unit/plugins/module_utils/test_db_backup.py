@@ -11,6 +11,7 @@ from ansible_collections.slipway.django.plugins.module_utils.db_backup import (
     BackupError,
     check_free_space,
     choose_pg_dump,
+    find_backup,
     format_bytes,
     mysql_option_value,
     mysql_trailer_problem,
@@ -145,3 +146,15 @@ def test_a_backup_whose_file_changed_size_is_not_verified(tmp_path):
     assert "truncated" in quick_problem(backup)
     (tmp_path / "20261101T000000Z-00000001.sql.gz").unlink()
     assert "missing" in quick_problem(backup)
+
+
+def test_restoring_another_databases_backup_or_an_unknown_id_is_refused(tmp_path):
+    write_backup(tmp_path, "20261101T000000Z-00000001", "2026-11-01T00:00:00.000000Z")
+    write_backup(tmp_path, "20261102T000000Z-00000002", "2026-11-02T00:00:00.000000Z",
+                 db="other")
+    assert find_backup(str(tmp_path), "mysql", "app", "20261101T000000Z-00000001").id == \
+        "20261101T000000Z-00000001"
+    with pytest.raises(BackupError, match="a mysql backup of 'other', not a mysql backup of"):
+        find_backup(str(tmp_path), "mysql", "app", "20261102T000000Z-00000002")
+    with pytest.raises(BackupError, match="Unknown backup id '../etc'.*20261101T000000Z"):
+        find_backup(str(tmp_path), "mysql", "app", "../etc")
