@@ -293,7 +293,7 @@ class RunManager:
                     self.db.set_launch_pid(job.run_uuid, pid)
                     self.store().apply(job.run_uuid, [("update", {"pid": pid})])
                 return
-            time.sleep(0.01)
+            time.sleep(0.1)
 
     def _follow(self, job: Job, environment: Environment, playbook: Path,
                 extra_vars: dict[str, Any], skip_tags: list[str]) -> None:
@@ -375,7 +375,8 @@ class RunManager:
         job = self.job(run_uuid)
         processes = None
         if job is not None:
-            processes = RunProcesses(self._wait_for_leader(job), marker)
+            # The marker finds the run's processes even before the leader's pid is known.
+            processes = RunProcesses(job.leader, marker)
         elif run.get("controller") != self.hostname:
             raise RunError(409, f"run {run['id']} runs on controller {run.get('controller')}, "
                            f"not on this console's host ({self.hostname}): cancel it there")
@@ -419,12 +420,6 @@ class RunManager:
         finally:
             with self._jobs_lock:
                 self._stopping.discard(run_uuid)
-
-    def _wait_for_leader(self, job: Job, timeout: float = 5.0) -> int | None:
-        deadline = time.monotonic() + timeout
-        while job.leader is None and not job.done.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return job.leader
 
     def release_lock(self, environment: Environment, run: dict[str, Any],
                      user: str) -> dict[str, Any]:
