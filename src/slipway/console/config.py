@@ -2,8 +2,13 @@
 
     history_db: postgresql://...        # default: $SLIPWAY_HISTORY_DB, ansible.cfg, ~/.local/...
     console_db: console.sqlite3         # users, tokens, sessions, approvals, audit
+    runner_dir: runner                  # default: beside console_db; a run's work files
     ansible_config: ../ansible.cfg      # default: $ANSIBLE_CONFIG, else Ansible's own search
-    cancel_grace_seconds: 10
+    cancel_grace_seconds: 10            # SIGTERM, then SIGKILL after this long
+    log_flush_interval: 0.25            # how often a run writes its log to the history
+    log_poll_interval: 0.1              # how often a live log follower reads it
+    session_hours: 12
+    cookie_secure: false                # true behind HTTPS
     environments:
       staging:
         inventory: inventories/staging
