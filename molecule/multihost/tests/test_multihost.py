@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -29,10 +30,13 @@ VERSIONS = EPHEMERAL / "versions"
 # ANSWERING_VERSIONS = ("v1", "v2"), then checks that v2 answered last.
 DEPLOY_VERSION = "v1"
 ANSWERING_VERSIONS = ("v1",)
+# What converge.yml deploys (molecule.yml's app_source).
+CONVERGED_VERSION = "v1"
 LOAD_RATE = 60.0
 # Bounds, not expectations: the load stops at LOAD_LIMIT even if the deploy hangs.
 DEPLOY_TIMEOUT = 900
 LOAD_LIMIT = DEPLOY_TIMEOUT + 60
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def release_id(version: str) -> str:
@@ -173,7 +177,9 @@ def test_redis_on_the_private_address_requires_its_password(app_hosts, db_host):
     assert not db_host.socket("tcp://0.0.0.0:6379").is_listening
 
 
-def test_deploy_under_load_drops_no_request():
+@pytest.fixture(scope="module")
+def deploy_under_load():
+    """Run the deploy while the balancer takes LOAD_RATE requests/s: (playbook result, load)."""
     load = LoadGenerator(balancer_url("/health/"), rate=LOAD_RATE, duration=LOAD_LIMIT,
                          workers=8).start()
     started = time.monotonic()
@@ -181,16 +187,41 @@ def test_deploy_under_load_drops_no_request():
         result = deploy(DEPLOY_VERSION)
     finally:
         summary = load.stop()
-    deploy_seconds = time.monotonic() - started
     (EPHEMERAL / "loadgen-deploy.json").write_text(json.dumps(summary, indent=2))
-    print(f"\ndeploy of {DEPLOY_VERSION} under load: {deploy_seconds:.0f} s; load: "
+    print(f"\ndeploy of {DEPLOY_VERSION} under load: {time.monotonic() - started:.0f} s; load: "
           f"sent {summary['sent']} ok {summary['ok']} failed {summary['failed']} "
           f"other {summary['other_status']} at {summary['achieved_rate']}/s, "
           f"p50 {summary['latency_ms']['p50']} ms p95 {summary['latency_ms']['p95']} ms "
           f"max {summary['latency_ms']['max']} ms; releases {summary['releases']}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    return result, summary
+
+
+def tasks_around(deploy_output: str, wall_time: str) -> str:
+    """The deploy's task headers (profile_tasks stamps them) in the minute of wall_time."""
+    minute = wall_time.replace("T", " ")[:16]
+    stamp = re.compile(r"\w+ \d+ \w+ (\d{4}) +(\d\d:\d\d):\d\d")
+    lines = ANSI.sub("", deploy_output).splitlines()
+    picked = [f"{lines[n - 1].strip()} {line.strip()}" for n, line in enumerate(lines)
+              if (match := stamp.search(line)) and match.group(2) == minute[11:16]]
+    return "\n".join(picked)
+
+
+def test_deploy_under_load_drops_no_request(deploy_under_load):
+    result, summary = deploy_under_load
     assert summary["sent"] > 0
-    assert summary["failed"] == 0, summary["failures"]
+    assert summary["failed"] == 0, (summary["failures"][:5], tasks_around(
+        result.stdout, summary["failures"][0]["wall_time"]) if summary["failures"] else "")
     assert summary["other_status"] == 0, summary["statuses"]
     assert set(summary["releases"]) <= {release_id(version) for version in ANSWERING_VERSIONS}
     assert release_id(DEPLOY_VERSION) in summary["releases"]
+
+
+def test_second_deploy_of_the_converged_release_changes_nothing(deploy_under_load):
+    """This scenario's idempotence check: the deploy under load is its second converge (with
+    another DEPLOY_VERSION, idempotence needs a run of its own: molecule's idempotence step)."""
+    assert DEPLOY_VERSION == CONVERGED_VERSION
+    result, _ = deploy_under_load
+    recap = dict(re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", ANSI.sub("", result.stdout),
+                            re.MULTILINE))
+    assert recap == dict.fromkeys(APP_HOSTS + [DB_HOST, BALANCER], "0")
