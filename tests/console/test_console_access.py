@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import httpx
 import pytest
@@ -140,12 +141,21 @@ def test_malformed_branches_are_refused_and_start_nothing(site, branch):
     assert len(site.runs()) == before
 
 
-@pytest.mark.parametrize("branch", ["main", "feature/login-form", "v1.2.3", "release-2024.06",
-                                    "0a1b2c3d4e5f", "user@host/x"])
-def test_good_branch_names_pass_the_check(branch):
-    from slipway.console.security import check_branch
+@pytest.mark.parametrize("branch", [
+    "main", "feature/login-form", "v1.2.3", "release-2024.06", "0a1b2c3d4e5f", "user@host/x",
+    "a..b", "has space", "ends/", "/starts", "a//b", "x.lock", "at@{1}", "tilde~1", "caret^",
+    "colon:x", "what?", "star*", "bracket[", "back\\slash", ".hidden", "dir/.hidden", "dot.",
+])
+def test_the_branch_check_agrees_with_git(branch):
+    from slipway.console.security import InputError, check_branch
 
-    assert check_branch(branch) == branch
+    git = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True,
+                         check=False)
+    try:
+        accepted = check_branch(branch) == branch
+    except InputError:
+        accepted = False
+    assert accepted == (git.returncode == 0)
 
 
 @pytest.mark.parametrize(("body", "message"), [
