@@ -227,7 +227,7 @@ class Console:
         if environment is None:
             return
         unlock = self.runs.release_lock(environment, run, "console")
-        self.db.audit("console", "interrupted", "marked interrupted at start",
+        self.db.audit("console", "interrupted", "found unfinished at start",
                       environment_name, run["id"], **unlock)
 
     def approve(self, user: User, approval_id: int, remote: str | None) -> dict[str, Any]:
