@@ -134,7 +134,7 @@ def test_deploy_through_the_api_reaches_the_target_over_ssh_with_the_vault(host,
     assert run["status"] == "success", run
     greeting = host.file("/home/target/console-greeting")
     assert greeting.user == "target"
-    assert greeting.content_string == "hello from the vault\n"
+    assert greeting.content_string.strip() == "hello from the vault"
 
 
 def test_live_log_stream_passes_through_nginx(host, token):
