@@ -66,7 +66,7 @@ def entry_url(container: str) -> str:
 def timed_run(scenario: str, playbook: str, rate: float, *extra: str) -> dict:
     inventory = ephemeral(scenario) / "inventory"
     load = LoadGenerator(entry_url(SCENARIOS[scenario]), rate=rate, duration=RUN_TIMEOUT,
-                         workers=8).start()
+                         workers=8, timeout=30.0).start()
     started = time.monotonic()
     try:
         result = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory),

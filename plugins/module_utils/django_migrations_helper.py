@@ -907,9 +907,9 @@ def targets_for_state(loader, state):
     """
     recorded = set()
     for text in state:
-        app_label, _, name = text.partition('.')
-        if (app_label, name) in loader.graph.nodes:
-            recorded.add((app_label, name))
+        key = tuple(text.split('.', 1))
+        if len(key) == 2 and key in loader.graph.nodes:
+            recorded.add(key)
     targets = []
     for app_label in sorted(loader.migrated_apps):
         mine = [key for key in recorded if key[0] == app_label]

@@ -14,8 +14,8 @@ description:
   - V(list) returns every release with its status, which one is current, and the last good one
     before it (the default rollback target).
   - V(mark) records a deploy's outcome for a release - V(succeeded), V(failed) (a failed health
-    gate or migration) or V(rolled_back) (left by a rollback) - with the data the deploy knows:
-    the migration state, the backup taken before it, the previous release, the run id.
+    gate or migration) or V(rolled_back) (left by a rollback) - with the data the deploy knows,
+    such as the migration state, the backup taken before it, the previous release, the run id.
   - V(prune) removes old releases down to O(keep), failed and unfinished ones first. The current
     release, the last good one before it and those in O(protect) are never removed. Wheelhouses
     under C(shared/wheelhouse) no release refers to any more are removed too.
