@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def latency(args: argparse.Namespace) -> dict:
         status = site.wait_for(run["id"])
     finally:
         site.stop()
+        shutil.rmtree(work, ignore_errors=True)
     delays = [(shown - printed) / 1000 for _, printed, shown in rows]
     seen = sorted(n for n, _, _ in rows)
     return {"what": "line printed by ansible-playbook -> shown in an open browser page",
@@ -151,6 +153,7 @@ def cancel(args: argparse.Namespace) -> dict:
                           answer["killed"], status, flush=True)
     finally:
         site.stop()
+        shutil.rmtree(work, ignore_errors=True)
     result = {"what": "cancel request -> no process of the run left", "grace": args.grace,
               "goal_seconds": args.grace + 1}
     for variant, tries in variants.items():
