@@ -1009,7 +1009,7 @@ def diagnose(request, connection, executor):
         migrate_plan = executor.migration_plan(targets)
         if request.get('target_state') is not None:
             # Only the apps that move need a migrate call.
-            moving = set(migration.app_label for migration, _ in migrate_plan)
+            moving = set(step[0].app_label for step in migrate_plan)
             request['targets'] = [text for text in request['targets']
                                   if parse_target(text)[0] in moving]
     plan = list(repair['steps'])

@@ -179,7 +179,7 @@ def write_versions(outdir: Path, source: Path = EXAMPLE_APP) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("outdir", type=Path, help="directory that receives v1/, v2/ and v3/")
     args = parser.parse_args(argv)
     for version, tree in write_versions(args.outdir).items():

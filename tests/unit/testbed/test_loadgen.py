@@ -190,7 +190,7 @@ def test_cli_stops_on_its_stop_file_and_writes_the_summary(backend, tmp_path):
                       "--stop-file", str(stop_file))
     time.sleep(1)
     stop_file.touch()
-    _, stderr = process.communicate(timeout=30)
+    stderr = process.communicate(timeout=30)[1]
     assert process.returncode == 0, stderr
     summary = json.loads(out.read_text())
     assert summary["stopped_by"] == "stop file"
@@ -204,13 +204,13 @@ def test_cli_stops_on_a_signal_and_writes_the_summary(backend, tmp_path, signum)
     process = run_cli(backend.url, "--rate", "30", "--duration", "60", "--json", str(out))
     time.sleep(1)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=30)
+    stderr = process.communicate(timeout=30)[1]
     assert process.returncode == 0, stderr
     assert json.loads(out.read_text())["stopped_by"] == signal.Signals(signum).name
 
 
 def test_cli_refuses_a_remote_target():
     process = run_cli("http://10.1.2.3/health/", "--duration", "1")
-    _, stderr = process.communicate(timeout=30)
+    stderr = process.communicate(timeout=30)[1]
     assert process.returncode == 2
     assert "only targets 127.0.0.1" in stderr
