@@ -342,6 +342,12 @@ state:
   type: list
   elements: str
   sample: ["admin.0001_initial", "shop.0001_initial"]
+state_before:
+  description: The migrations recorded as applied before the run, as C(app.name) labels.
+  returned: always
+  type: list
+  elements: str
+  sample: ["admin.0001_initial"]
 applied:
   description: Migrations this run applied (forwards), in order. Empty in check mode.
   returned: always
@@ -431,6 +437,7 @@ def build_result(module, params, answer):
     result = dict((key, answer.get(key, [])) for key in ANSWER_KEYS)
     acts = params['action'] != 'diagnose'
     result['state'] = answer.get('recorded_after', [])
+    result['state_before'] = answer.get('recorded_before', [])
     result['changed'] = acts and bool(answer.get('plan'))
     result['msg'] = summary(answer, params['action'], module.check_mode)
     if module._diff and acts:
