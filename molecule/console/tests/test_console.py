@@ -49,17 +49,32 @@ def token(host):
     return host.check_output("/usr/local/sbin/slipway-console token admin").strip()
 
 
+WAIT = r"""
+import json, sys, time, urllib.error, urllib.request
+port, run_id, token, wanted, polls = sys.argv[1:6]
+run = None
+for _ in range(int(polls)):
+    request = urllib.request.Request("http://127.0.0.1:%s/api/v1/deploy/status/%s" % (port, run_id),
+                                     headers={"Authorization": "Bearer " + token})
+    try:
+        run = json.load(urllib.request.urlopen(request, timeout=60))
+    except (OSError, ValueError):
+        run = None  # the console may be starting (nginx answers 502 meanwhile)
+    if run and run["status"] in wanted.split(","):
+        break
+    time.sleep(1)
+print(json.dumps(run))
+"""
+
+
 def wait_for_status(host, token, run_id, wanted):
-    """The run once its status is one of wanted (the console may be starting: 502 meanwhile)."""
-    run = None
-    for _ in range(POLLS):
-        response = http(host, f"/api/v1/deploy/status/{run_id}", token=token)
-        if response["status"] == 200:
-            run = json.loads(response["body"])
-            if run["status"] in wanted:
-                return run
-        host.run("sleep 1")
-    raise AssertionError(f"run {run_id} is not {wanted} after {POLLS} polls: {run}")
+    """The run once its status is one of wanted, polled from the host once a second."""
+    result = host.run("python3 -c %s %s %s %s %s %s", WAIT, "80", str(run_id), token,
+                      ",".join(wanted), str(POLLS))
+    assert result.rc == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run and run["status"] in wanted, f"run {run_id} is not {wanted} after {POLLS} s: {run}"
+    return run
 
 
 def test_console_runs_as_its_unprivileged_user_without_a_login_shell(host):
@@ -107,16 +122,12 @@ def test_api_refuses_an_unauthenticated_call(host):
     assert http(host, "/api/v1/deploy/history", token=unknown)["status"] == 401
 
 
-@pytest.mark.parametrize("path, owner", [
-    (f"{ROOT}/etc/console.yml", CONSOLE_USER),
-    (f"{ROOT}/etc/console.env", "root"),
-    (f"{ROOT}/etc/vault-password", CONSOLE_USER),
-    (f"{ROOT}/state/.ssh/slipway-console", CONSOLE_USER),
-])
-def test_secrets_are_0600(host, path, owner):
-    secret = host.file(path)
-    assert secret.mode == 0o600
-    assert secret.user == owner
+def test_secrets_are_0600_and_owned_by_their_reader(host):
+    secrets = {f"{ROOT}/etc/console.yml": CONSOLE_USER, f"{ROOT}/etc/console.env": "root",
+               f"{ROOT}/etc/vault-password": CONSOLE_USER,
+               f"{ROOT}/state/.ssh/slipway-console": CONSOLE_USER}
+    listing = host.check_output("stat -c '%%n %%a %%U'" + " %s" * len(secrets), *secrets)
+    assert listing.splitlines() == [f"{path} 600 {owner}" for path, owner in secrets.items()]
 
 
 def test_history_store_url_reaches_the_console_through_its_environment_file(host):
@@ -159,12 +170,9 @@ def test_restart_during_a_run_stops_it_and_leaves_none_of_its_processes(host, to
     response = http(host, "/api/v1/deploy/trigger", "POST", token, {"environment": "molecule-slow"})
     assert response["status"] == 201, response["body"]
     run_id = json.loads(response["body"])["id"]
-    for _ in range(POLLS):
-        if host.run("pgrep -u target -x sleep").rc == 0:
-            break
-        host.run("sleep 1")
-    else:
-        raise AssertionError("the slow playbook never started its sleep on the target")
+    started = host.run(f"for i in $(seq {POLLS}); do pgrep -u target -x sleep && exit 0; sleep 1; "
+                       "done; exit 1")
+    assert started.rc == 0, "the slow playbook never started its sleep on the target"
     old_pid = host.check_output(f"systemctl show -P MainPID {UNIT}")
 
     host.check_output(f"systemctl restart {UNIT}")
