@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
-MOLECULE_SCENARIOS ?= default mysql multihost
+MOLECULE_SCENARIOS ?= default mysql multihost console
 
 .PHONY: help
 help: ## List the targets
