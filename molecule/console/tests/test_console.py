@@ -1,8 +1,9 @@
 """What the console role must leave on its host: the console up as its own unprivileged user on
-loopback, nginx in front, secrets private, and deploys that reach a target over SSH."""
+loopback, nginx with TLS in front, secrets private, and deploys that reach a target over SSH."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,26 +16,35 @@ TEST_DIR = Path(os.environ["CONSOLE_TEST_DIR"])
 POLLS = 300
 
 REQUEST = r"""
-import json, sys, urllib.error, urllib.request
+import http.client, json, ssl, sys, urllib.parse
 req = json.loads(sys.argv[1])
-data = None if req["body"] is None else json.dumps(req["body"]).encode()
-headers = dict(req["headers"], **({"Content-Type": "application/json"} if data else {}))
-request = urllib.request.Request("http://127.0.0.1:%d%s" % (req["port"], req["path"]),
-                                 data=data, method=req["method"], headers=headers)
-try:
-    response = urllib.request.urlopen(request, timeout=60)
-except urllib.error.HTTPError as error:
-    response = error
-print(json.dumps({"status": response.status, "headers": list(response.headers.items()),
+if req["https"]:
+    context = ssl.create_default_context(cafile="/etc/nginx/tls/slipway-console.crt")
+    connection = http.client.HTTPSConnection("127.0.0.1", 443, context=context, timeout=60)
+else:
+    connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=60)
+headers, body = dict(req["headers"]), None
+if req["json"] is not None:
+    headers["Content-Type"], body = "application/json", json.dumps(req["json"])
+if req["form"] is not None:
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    body = urllib.parse.urlencode(req["form"])
+connection.request(req["method"], req["path"], body=body, headers=headers)
+response = connection.getresponse()
+print(json.dumps({"status": response.status, "headers": response.getheaders(),
                   "body": response.read().decode()}))
 """
 
 
-def http(host, path, method="GET", token=None, body=None, port=80):
-    """A request from the host itself (through nginx on port 80 unless told): status, headers
-    (a list of pairs, duplicates kept) and body."""
+def http(host, path, method="GET", token=None, json_body=None, form=None, cookie=None,
+         https=True):
+    """A request from the host itself through nginx (HTTPS, checked against the site's
+    certificate), redirects not followed: status, headers (pairs, duplicates kept), body."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = {"path": path, "method": method, "headers": headers, "body": body, "port": port}
+    if cookie:
+        headers["Cookie"] = cookie
+    request = {"path": path, "method": method, "headers": headers, "json": json_body,
+               "form": form, "https": https}
     result = host.run("python3 -c %s %s", REQUEST, json.dumps(request))
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)
@@ -59,7 +69,7 @@ for _ in range(int(polls)):
     try:
         run = json.load(urllib.request.urlopen(request, timeout=60))
     except (OSError, ValueError):
-        run = None  # the console may be starting (nginx answers 502 meanwhile)
+        run = None  # the console may be starting
     if run and run["status"] in wanted.split(","):
         break
     time.sleep(1)
@@ -69,7 +79,7 @@ print(json.dumps(run))
 
 def wait_for_status(host, token, run_id, wanted):
     """The run once its status is one of wanted, polled from the host once a second."""
-    result = host.run("python3 -c %s %s %s %s %s %s", WAIT, "80", str(run_id), token,
+    result = host.run("python3 -c %s %s %s %s %s %s", WAIT, "8765", str(run_id), token,
                       ",".join(wanted), str(POLLS))
     assert result.rc == 0, result.stderr
     run = json.loads(result.stdout)
@@ -101,13 +111,33 @@ def test_code_and_configuration_are_not_writable_by_the_console(host):
     assert result.rc != 0
 
 
-def test_login_page_is_served_through_nginx_with_security_headers_once(host):
+def test_plain_http_redirects_to_https(host):
+    response = http(host, "/login", https=False)
+    assert response["status"] == 301
+    assert header_values(response, "Location") == ["https://127.0.0.1/login"]
+
+
+def test_login_page_is_served_over_tls_with_security_headers_once(host):
     response = http(host, "/login")
     assert response["status"] == 200
     assert "<form" in response["body"]
     assert header_values(response, "X-Frame-Options") == ["DENY"]
     assert header_values(response, "X-Content-Type-Options") == ["nosniff"]
     assert len(header_values(response, "Content-Security-Policy")) == 1
+    assert header_values(response, "Strict-Transport-Security")[0].startswith("max-age=")
+
+
+def test_first_admin_logs_in_with_its_password_and_gets_a_secure_session_cookie(host):
+    page = http(host, "/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page["body"]).group(1)
+    login_cookie = header_values(page, "Set-Cookie")[0].split(";", 1)[0]
+    password = (TEST_DIR / "admin-password").read_text().strip()
+    response = http(host, "/login", "POST", cookie=login_cookie,
+                    form={"name": "admin", "password": password, "csrf_token": csrf})
+    assert response["status"] == 303
+    session = [value for value in header_values(response, "Set-Cookie")
+               if value.startswith("slipway_session=")]
+    assert len(session) == 1 and "Secure" in session[0].split("; ")
 
 
 def test_openapi_description_is_served_through_nginx(host):
@@ -138,7 +168,7 @@ def test_history_store_url_reaches_the_console_through_its_environment_file(host
 
 def test_deploy_through_the_api_reaches_the_target_over_ssh_with_the_vault(host, token):
     response = http(host, "/api/v1/deploy/trigger", "POST", token,
-                    {"environment": "molecule", "description": "molecule"})
+                    {"environment": "molecule", "description": "molecule scenario"})
     assert response["status"] == 201, response["body"]
     run = wait_for_status(host, token, json.loads(response["body"])["id"],
                           ("success", "failed", "interrupted", "cancelled"))
@@ -167,7 +197,8 @@ def test_unit_is_hardened_to_an_exposure_of_2_or_lower(host):
 
 
 def test_restart_during_a_run_stops_it_and_leaves_none_of_its_processes(host, token):
-    response = http(host, "/api/v1/deploy/trigger", "POST", token, {"environment": "molecule-slow"})
+    response = http(host, "/api/v1/deploy/trigger", "POST", token,
+                    {"environment": "molecule-slow"})
     assert response["status"] == 201, response["body"]
     run_id = json.loads(response["body"])["id"]
     started = host.run(f"for i in $(seq {POLLS}); do pgrep -u target -x sleep && exit 0; sleep 1; "
