@@ -88,9 +88,9 @@ def status(host, release: str) -> dict:
 
 
 def manage(host, code: str) -> str:
-    result = host.run(f"{ROOT}/bin/manage shell -c {json.dumps(code)}")
+    result = host.run(f"{ROOT}/bin/manage shell --verbosity 0 -c {json.dumps(code)}")
     assert result.rc == 0, result.stderr
-    return result.stdout.strip()
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
 def tables(host) -> set[str]:
