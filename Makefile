@@ -10,7 +10,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
-MOLECULE_SCENARIOS ?= default mysql multihost console
+# `default` (the first deploy) is checked inside `update`, which starts with the same deploy.
+MOLECULE_SCENARIOS ?= update multihost mysql console
 
 .PHONY: help
 help: ## List the targets
@@ -64,7 +65,7 @@ integration: venv host ## Integration tests against real PostgreSQL and MariaDB 
 
 .PHONY: molecule
 molecule: venv image ## Molecule scenarios on podman systemd hosts
-	set -e; for scenario in $(MOLECULE_SCENARIOS); do molecule test -s $$scenario; done
+	bash tests/testbed/run-molecule.sh $(MOLECULE_SCENARIOS)
 
 .PHONY: console
 console: venv host ## Deploy console: API, runs, cancel, restart and browser (chromium) tests

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run molecule scenarios in MOLECULE_JOBS lanes (default 2) at once: each scenario has its own
+# containers, ports and ephemeral directory, and much of a scenario's time is spent waiting on
+# its hosts, so two lanes shorten `make test` on a 2-core machine. Scenarios are dealt to the
+# lanes in order (1st, 3rd... to lane 1). Each scenario's output goes to
+# .cache/molecule-logs/SCENARIO.log and is printed when its lane ends.
+#   tests/testbed/run-molecule.sh SCENARIO...
+set -uo pipefail
+
+jobs=${MOLECULE_JOBS:-2}
+logs=.cache/molecule-logs
+mkdir -p "$logs"
+scenarios=("$@")
+
+lane() {  # run every jobs-th scenario from index $1; exit non-zero if any failed
+    local index=$1 rc=0 scenario
+    for (( ; index < ${#scenarios[@]}; index += jobs )); do
+        scenario=${scenarios[$index]}
+        echo "molecule scenario $scenario: started at $(date -u +%H:%M:%S)"
+        SECONDS=0
+        if molecule test -s "$scenario" > "$logs/$scenario.log" 2>&1; then
+            echo "molecule scenario $scenario: passed in ${SECONDS}s" | tee -a "$logs/$scenario.log"
+        else
+            echo "molecule scenario $scenario: FAILED after ${SECONDS}s" | tee -a "$logs/$scenario.log"
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+pids=()
+for (( lane_index = 0; lane_index < jobs && lane_index < ${#scenarios[@]}; lane_index++ )); do
+    lane "$lane_index" &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do
+    wait "$pid" || rc=1
+done
+for scenario in "${scenarios[@]}"; do
+    echo "===== molecule scenario $scenario ====="
+    cat "$logs/$scenario.log"
+done
+for scenario in "${scenarios[@]}"; do
+    tail -n 1 "$logs/$scenario.log"
+done
+exit $rc
