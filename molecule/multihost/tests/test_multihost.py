@@ -33,6 +33,9 @@ ANSWERING_VERSIONS = ("v1",)
 # What converge.yml deploys (molecule.yml's app_source).
 CONVERGED_VERSION = "v1"
 LOAD_RATE = 60.0
+# A client's patience (nginx's own proxy timeouts are longer): a request queued while a host
+# restarts on a loaded machine is slow, not failed; its latency is reported.
+CLIENT_TIMEOUT = 30.0
 # Bounds, not expectations: the load stops at LOAD_LIMIT even if the deploy hangs.
 DEPLOY_TIMEOUT = 900
 LOAD_LIMIT = DEPLOY_TIMEOUT + 60
@@ -181,7 +184,7 @@ def test_redis_on_the_private_address_requires_its_password(app_hosts, db_host):
 def deploy_under_load():
     """Run the deploy while the balancer takes LOAD_RATE requests/s: (playbook result, load)."""
     load = LoadGenerator(balancer_url("/health/"), rate=LOAD_RATE, duration=LOAD_LIMIT,
-                         workers=8).start()
+                         workers=8, timeout=CLIENT_TIMEOUT).start()
     started = time.monotonic()
     try:
         result = deploy(DEPLOY_VERSION)
@@ -225,3 +228,46 @@ def test_second_deploy_of_the_converged_release_changes_nothing(deploy_under_loa
     recap = dict(re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", ANSI.sub("", result.stdout),
                             re.MULTILINE))
     assert recap == dict.fromkeys(APP_HOSTS + [DB_HOST, BALANCER], "0")
+
+
+def test_rolling_update_to_v2_under_load_drops_no_request(app_hosts, db_host,
+                                                          deploy_under_load):
+    """v1 -> v2 host by host through the balancer: migrations once, before the first switch."""
+    v1, v2 = release_id("v1"), release_id("v2")
+    load = LoadGenerator(balancer_url("/health/"), rate=LOAD_RATE, duration=LOAD_LIMIT,
+                         workers=8, timeout=CLIENT_TIMEOUT).start()
+    started = time.monotonic()
+    try:
+        result = deploy("v2", "-e", '{"app_rolling_batches": [1]}')
+    finally:
+        summary = load.stop()
+    (EPHEMERAL / "loadgen-rolling.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nrolling update v1 -> v2 under load: {time.monotonic() - started:.0f} s; load: "
+          f"sent {summary['sent']} ok {summary['ok']} failed {summary['failed']} "
+          f"other {summary['other_status']} at {summary['achieved_rate']}/s, "
+          f"p95 {summary['latency_ms']['p95']} ms max {summary['latency_ms']['max']} ms; "
+          f"releases {summary['releases']}")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert summary["failed"] == 0, summary["failures"][:5]
+    assert summary["other_status"] == 0, summary["statuses"]
+    assert set(summary["releases"]) <= {v1, v2}
+    assert summary["releases"][v2]["last"] >= summary["releases"][v1]["last"]
+    for host in app_hosts:
+        assert Path(host.check_output(f"readlink /srv/{APP}/current")).name == v2
+        record = json.loads(host.file(f"/srv/{APP}/releases/{v2}/.slipway-status.json")
+                            .content_string)
+        assert record["status"] == "succeeded" and record["previous"] == v1
+    # The switch went host by host: app1's batch ran (and passed its gate) before app2's.
+    output = ANSI.sub("", result.stdout)
+    first = output.index("Switch the app hosts to the release, batch by batch")
+    second = output.index("Switch the app hosts to the release, batch by batch", first + 1)
+    assert "slipway-mh-app1" in output[first:second] and "slipway-mh-app2" not in output[
+        first:second]
+    # One backup, on the database host, before the one migration run.
+    backups = [json.loads(db_host.file(path).content_string) for path in db_host.check_output(
+        f"find /var/backups/{APP} -maxdepth 1 -name '*.json'").split()]
+    assert [backup["metadata"]["from_release"] for backup in backups
+            if backup["metadata"].get("to_release") == v2] == [v1]
+    assert output.count("Repair the migration history where the schema proves it") == 1
+    beats = [host.service(f"{APP}-celerybeat.service").is_running for host in app_hosts]
+    assert beats.count(True) == 1
