@@ -206,8 +206,8 @@ def mark(module, params):
     before = read_json(record_path)
     record = dict(before, **params["data"])
     record["status"] = params["status"]
-    if "deployed_at" not in params["data"] and (params["status"] == "succeeded"
-                                                 or "deployed_at" not in record):
+    stamp_now = params["status"] == "succeeded" or "deployed_at" not in record
+    if "deployed_at" not in params["data"] and stamp_now:
         record["deployed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # Timestamps alone do not make a change.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write three versions of the example app for update, rollback and rolling-deploy tests.
 
     python tests/testbed/app_versions.py OUTDIR

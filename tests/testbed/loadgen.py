@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A bounded HTTP load generator for zero-downtime deploy tests, on this machine only.
 
     python tests/testbed/loadgen.py http://127.0.0.1:18480/health/ --rate 60 --duration 120 \\
