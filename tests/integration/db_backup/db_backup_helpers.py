@@ -3,18 +3,13 @@ db_backup tests."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
+import ansible_task
 import psycopg2
 import pymysql
 
-ROOT = Path(__file__).resolve().parents[3]
-VENV_BIN = ROOT / ".venv" / "bin"
 # Characters that break naive quoting on a command line or in an option file.
 PASSWORD_TAIL = "#'\" \\;$`x"
 
@@ -151,25 +146,7 @@ def run_tasks(*tasks: dict, check: bool = False) -> list:
         play_tasks.append({"name": f"db_backup {number}", "slipway.django.db_backup": options,
                            "environment": environment, "check_mode": check,
                            "ignore_errors": True})
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": play_tasks}]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               PATH=f"{VENV_BIN}:{os.environ['PATH']}",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as playbook:
-        json.dump(play, playbook)
-    try:
-        completed = subprocess.run(
-            [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-             "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}", playbook.name],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    finally:
-        os.unlink(playbook.name)
-    try:
-        output = json.loads(completed.stdout)
-    except json.JSONDecodeError as error:
-        raise AssertionError(f"ansible-playbook printed no JSON:\n{completed.stdout}\n"
-                             f"{completed.stderr}") from error
-    return [task["hosts"]["localhost"] for task in output["plays"][0]["tasks"]]
+    return ansible_task.run_tasks(play_tasks)
 
 
 def run_module(check: bool = False, **options) -> dict:

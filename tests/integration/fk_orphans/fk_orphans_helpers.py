@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
+import ansible_task
 import psycopg2
 import pymysql
 
 ROOT = Path(__file__).resolve().parents[3]
-VENV_BIN = ROOT / ".venv" / "bin"
 
 # Seed 001's tables; ids are explicit so tests know which rows are orphans.
 TASKS = range(1, 21)
@@ -134,25 +130,7 @@ def run_module(server, database: str, check: bool = False, diff: bool = False,
     task = {"name": "fk_orphans", "slipway.django.fk_orphans": {
         **connection_args(server, database, socket), **options},
         "check_mode": check, "diff": diff, "ignore_errors": True}
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               PATH=f"{VENV_BIN}:{os.environ['PATH']}",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as playbook:
-        json.dump(play, playbook)
-    try:
-        completed = subprocess.run(
-            [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-             "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}", playbook.name],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    finally:
-        os.unlink(playbook.name)
-    try:
-        output = json.loads(completed.stdout)
-    except json.JSONDecodeError as error:
-        raise AssertionError(f"ansible-playbook printed no JSON:\n{completed.stdout}\n"
-                             f"{completed.stderr}") from error
-    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return ansible_task.run_tasks([task])[0]
 
 
 def by_table(result: dict) -> dict:
