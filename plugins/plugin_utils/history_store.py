@@ -284,15 +284,37 @@ def _connect_mysql(url: str, connect_timeout: int) -> Any:
 
 
 def _connect_sqlite(path: str, connect_timeout: int) -> Any:
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, timeout=30,
-                                     isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-    except (OSError, sqlite3.Error) as exc:
-        raise HistoryStoreError(f"cannot open the SQLite history store {path}: {exc}") from exc
-    return connection
+    """Open the SQLite file in WAL mode.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite may answer "database is
+    locked" at once, without waiting out the busy timeout, while another process does the same
+    switch or creates the schema; so the open is retried for a bounded while.
+    """
+    attempt = 0
+    while True:
+        connection = None
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, timeout=30,
+                                         isolation_level=None, check_same_thread=False)
+            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            return connection
+        except sqlite3.OperationalError as exc:
+            if connection is not None:
+                connection.close()
+            attempt += 1
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or attempt >= _SQLITE_RETRIES:
+                raise HistoryStoreError(
+                    f"cannot open the SQLite history store {path}: {exc}") from exc
+            time.sleep(min(0.05 * attempt, 0.5))
+        except (OSError, sqlite3.Error) as exc:
+            if connection is not None:
+                connection.close()
+            raise HistoryStoreError(f"cannot open the SQLite history store {path}: {exc}") from exc
 
 
 def _driver_errors(dialect: _Dialect) -> tuple[type[BaseException], ...]:
