@@ -382,6 +382,19 @@ class CallbackModule(CallbackBase):
         if not no_log and task.action in ("set_stats", "ansible.builtin.set_stats"):
             self._publish(data.get("ansible_stats", {}).get("data") or {})
 
+    def _on_item_result(self, result, status):
+        """One line per loop item in the live log; the task's row comes with the whole loop."""
+        data = getattr(result, "_return_data", None) or result._result
+        task, host = result._task, result._host.get_name()
+        no_log = task.no_log is True or "censored" in data
+        changed = bool(data.get("changed")) and status == "ok"
+        message = "" if no_log else self._message(data, status, task.action)
+        label = "(censored)" if no_log else _short(
+            data.get("_ansible_item_label", data.get("item", "")))[:200]
+        word = {"ok": "changed" if changed else "ok", "skipped": "skipping"}.get(status, status)
+        line = f"{word}: [{host}] => (item={label})"
+        self._log(f"{line} => {message}\n" if message else f"{line}\n")
+
     @staticmethod
     def _message(data, status, action):
         if status in ("failed", "ignored", "unreachable"):
@@ -514,6 +527,18 @@ class CallbackModule(CallbackBase):
     @_never_raises
     def v2_runner_on_unreachable(self, result):
         self._on_result(result, "unreachable")
+
+    @_never_raises
+    def v2_runner_item_on_ok(self, result):
+        self._on_item_result(result, "ok")
+
+    @_never_raises
+    def v2_runner_item_on_failed(self, result):
+        self._on_item_result(result, "failed")
+
+    @_never_raises
+    def v2_runner_item_on_skipped(self, result):
+        self._on_item_result(result, "skipped")
 
     @_never_raises
     def v2_playbook_on_stats(self, stats):

@@ -505,6 +505,9 @@ class HistoryStore:
                 if kind == "start":
                     if deploy_id is None:
                         deploy_id = self._insert_run(cursor, run_uuid, payload)
+                    else:
+                        # Someone (the console) created the row first: add what it left empty.
+                        self._fill_run(cursor, deploy_id, payload)
                     continue
                 if deploy_id is None:
                     # The start of this run was lost; keep what follows rather than drop it.
@@ -550,6 +553,15 @@ class HistoryStore:
         if self.dialect.name == "postgresql":
             return self._run_id(cursor, run_uuid)
         return cursor.lastrowid
+
+    def _fill_run(self, cursor: Any, deploy_id: int, fields: Mapping[str, Any]) -> None:
+        columns = {name: value for name, value in self._columns(fields).items()
+                   if value is not None}
+        if not columns:
+            return
+        assignments = ", ".join(f"{name} = COALESCE({name}, ?)" for name in columns)
+        self._execute(cursor, f"UPDATE deploy_history SET {assignments} WHERE id = ?",
+                      [*columns.values(), deploy_id])
 
     def _update_run(self, cursor: Any, deploy_id: int, fields: Mapping[str, Any]) -> None:
         columns = {**self._columns(fields), "updated_at": utcnow()}

@@ -357,3 +357,33 @@ def test_callback_never_fails_a_run_when_it_cannot_even_spool(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "they are lost" in result.stdout + result.stderr
     assert os.path.isfile(project.spool_dir)
+
+
+def test_each_loop_item_is_logged_as_it_ends_and_no_log_items_are_hidden(project):
+    playbook = project.playbook("loop", """
+        - name: Deploy in steps
+          hosts: web1
+          gather_facts: false
+          tasks:
+            - name: Run each step
+              ansible.builtin.command: "echo {{ item }}"
+              loop: [migrate, collectstatic]
+              changed_when: item == 'migrate'
+            - name: Write each secret
+              ansible.builtin.debug:
+                msg: "{{ item }}"
+              loop: [hunter2-in-a-loop]
+              no_log: true
+        """)
+
+    result = project.run(playbook)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = project.only_run()
+    assert "changed: [web1] => (item=migrate)\n" in run["logs"]
+    assert "ok: [web1] => (item=collectstatic)\n" in run["logs"]
+    assert "ok: [web1] => (item=(censored))\n" in run["logs"]
+    assert "hunter2-in-a-loop" not in everything(project)
+    with project.store() as store:
+        tasks = [t["task"] for t in store.task_results(run["id"])]
+    assert tasks == ["Run each step", "Write each secret"]

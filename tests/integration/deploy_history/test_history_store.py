@@ -60,6 +60,24 @@ def test_log_can_be_followed_from_an_offset_while_it_grows(store_url):
     assert end == len(first + rest)
 
 
+def test_a_second_start_fills_only_what_the_first_left_empty(store_url):
+    # The console writes the row first; the callback's own start then adds its columns.
+    with HistoryStore(store_url) as store:
+        run_uuid = new_run_uuid()
+        deploy_id = store.apply(run_uuid, [("start", {"environment": "staging",
+                                                      "deployed_by": "alice",
+                                                      "skip_tags": "build"})])
+        store.apply(run_uuid, [("start", {"environment": "default", "deployed_by": "root",
+                                          "skip_tags": "other", "tags": "deploy",
+                                          "host_limit": "web1", "pid": 4242})])
+        run = store.get_run(deploy_id)
+
+    assert store.count_runs() == 1
+    assert (run["environment"], run["deployed_by"], run["skip_tags"]) == (
+        "staging", "alice", "build")
+    assert (run["tags"], run["host_limit"], run["pid"]) == ("deploy", "web1", 4242)
+
+
 def test_prune_soft_deletes_old_finished_runs_only(store_url):
     with HistoryStore(store_url) as store:
         old_done = _start(store)
