@@ -180,24 +180,30 @@ def test_redis_on_the_private_address_requires_its_password(app_hosts, db_host):
     assert not db_host.socket("tcp://0.0.0.0:6379").is_listening
 
 
-@pytest.fixture(scope="module")
-def deploy_under_load():
-    """Run the deploy while the balancer takes LOAD_RATE requests/s: (playbook result, load)."""
+def deploy_with_load(label: str, version: str, *extra: str):
+    """Deploy VERSIONS/version while the balancer takes LOAD_RATE requests/s; the load's
+    summary is kept as loadgen-LABEL.json and printed: (playbook result, load summary)."""
     load = LoadGenerator(balancer_url("/health/"), rate=LOAD_RATE, duration=LOAD_LIMIT,
                          workers=8, timeout=CLIENT_TIMEOUT).start()
     started = time.monotonic()
     try:
-        result = deploy(DEPLOY_VERSION)
+        result = deploy(version, *extra)
     finally:
         summary = load.stop()
-    (EPHEMERAL / "loadgen-deploy.json").write_text(json.dumps(summary, indent=2))
-    print(f"\ndeploy of {DEPLOY_VERSION} under load: {time.monotonic() - started:.0f} s; load: "
+    (EPHEMERAL / f"loadgen-{label}.json").write_text(json.dumps(summary, indent=2))
+    print(f"\n{label} ({version}) under load: {time.monotonic() - started:.0f} s; load: "
           f"sent {summary['sent']} ok {summary['ok']} failed {summary['failed']} "
           f"other {summary['other_status']} at {summary['achieved_rate']}/s, "
           f"p50 {summary['latency_ms']['p50']} ms p95 {summary['latency_ms']['p95']} ms "
           f"max {summary['latency_ms']['max']} ms; releases {summary['releases']}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     return result, summary
+
+
+@pytest.fixture(scope="module")
+def deploy_under_load():
+    """The deploy of DEPLOY_VERSION under load: (playbook result, load summary)."""
+    return deploy_with_load("deploy", DEPLOY_VERSION)
 
 
 def tasks_around(deploy_output: str, wall_time: str) -> str:
@@ -234,20 +240,7 @@ def test_rolling_update_to_v2_under_load_drops_no_request(app_hosts, db_host,
                                                           deploy_under_load):
     """v1 -> v2 host by host through the balancer: migrations once, before the first switch."""
     v1, v2 = release_id("v1"), release_id("v2")
-    load = LoadGenerator(balancer_url("/health/"), rate=LOAD_RATE, duration=LOAD_LIMIT,
-                         workers=8, timeout=CLIENT_TIMEOUT).start()
-    started = time.monotonic()
-    try:
-        result = deploy("v2", "-e", '{"app_rolling_batches": [1]}')
-    finally:
-        summary = load.stop()
-    (EPHEMERAL / "loadgen-rolling.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nrolling update v1 -> v2 under load: {time.monotonic() - started:.0f} s; load: "
-          f"sent {summary['sent']} ok {summary['ok']} failed {summary['failed']} "
-          f"other {summary['other_status']} at {summary['achieved_rate']}/s, "
-          f"p95 {summary['latency_ms']['p95']} ms max {summary['latency_ms']['max']} ms; "
-          f"releases {summary['releases']}")
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    result, summary = deploy_with_load("rolling", "v2", "-e", '{"app_rolling_batches": [1]}')
     assert summary["failed"] == 0, summary["failures"][:5]
     assert summary["other_status"] == 0, summary["statuses"]
     assert set(summary["releases"]) <= {v1, v2}
