@@ -137,7 +137,8 @@ def _print_json(value: Any) -> None:
     print(json.dumps(_jsonable(value), indent=2, sort_keys=True, default=str))
 
 
-def _duration(seconds: Any) -> str:
+def format_duration(seconds: Any) -> str:
+    """Seconds as 42s, 3m05s or 1h02m; "-" when unknown."""
     if seconds is None:
         return "-"
     minutes, seconds = divmod(int(seconds), 60)
@@ -177,7 +178,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
     print(_table(("ID", "STARTED (UTC)", "ENV", "STATUS", "DURATION", "RELEASE", "BRANCH",
                   "COMMIT", "BY", "PLAYBOOK"),
                  [(run["id"], _time(run["started_at"]), run["environment"], run["status"],
-                   _duration(run["duration"]), run["release_id"], run["branch"],
+                   format_duration(run["duration"]), run["release_id"], run["branch"],
                    (run["commit_hash"] or "")[:10], run["deployed_by"], run["playbook"])
                   for run in runs]))
     print(f"\npage {args.page} of {pages} ({total} run{'s' if total != 1 else ''})")
@@ -203,7 +204,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     for name in fields:
         value = run.get(name)
         if name == "duration":
-            value = _duration(value)
+            value = format_duration(value)
         elif isinstance(value, datetime):
             value = _time(value) + " UTC"
         if value not in (None, ""):

@@ -28,6 +28,7 @@ from slipway.console.config import Config
 from slipway.console.db import ConsoleDB, User
 from slipway.console.runs import RunManager
 from slipway.console.service import Console, ConsoleError
+from slipway.history import format_duration
 
 SESSION_COOKIE = "slipway_session"
 LOGIN_CSRF_COOKIE = "slipway_login_csrf"
@@ -119,23 +120,13 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-def _duration(seconds: Any) -> str:
-    if seconds is None:
-        return "-"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
 def create_app(config: Config) -> FastAPI:
     db = ConsoleDB(config.console_db)
     db.create()
     runs = RunManager(config, db)
     console = Console(config, db, runs)
     templates = Jinja2Templates(directory=str(TEMPLATES))
-    templates.env.filters["duration"] = _duration
+    templates.env.filters["duration"] = format_duration
     templates.env.filters["when"] = lambda value: (value.strftime("%Y-%m-%d %H:%M:%S")
                                                    if isinstance(value, datetime) else "-")
     templates.env.globals["elapsed"] = _elapsed
