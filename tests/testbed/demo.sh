@@ -20,8 +20,16 @@ if podman container exists "$name" && [[ $(podman inspect --format '{{.ImageName
   podman rm -f -t 10 "$name" >/dev/null
 fi
 if podman container exists "$name"; then
-  [[ $(podman inspect --format '{{.State.Running}}' "$name") == true ]] || podman start "$name" >/dev/null
-else
+  [[ $(podman inspect --format '{{.State.Running}}' "$name") == true ]] || podman start "$name" >/dev/null 2>&1 || true
+  # After a reboot of this machine podman may still call a container running whose processes
+  # are gone; such a container cannot be started or entered again, only replaced.
+  if ! podman exec "$name" true >/dev/null 2>&1; then
+    echo "The demo host's container is not running and cannot be started: replacing it" \
+      "(the demo's data in it is lost; the deploy below recreates the app)." >&2
+    podman rm -f -t 10 "$name" >/dev/null
+  fi
+fi
+if ! podman container exists "$name"; then
   podman run -d --name "$name" --hostname "$name" --systemd=always \
     -p "127.0.0.1:$http_port:80" -p "127.0.0.1:$ssh_port:22" \
     --mount "type=bind,src=$state/id_ed25519.pub,dst=/root/.ssh/authorized_keys,ro=true" \
