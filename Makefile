@@ -11,7 +11,8 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # `default` (the first deploy) is checked inside `update`, which starts with the same deploy.
-MOLECULE_SCENARIOS ?= update multihost mysql console
+# Dealt to MOLECULE_JOBS lanes in turn: `update` (the longest) shares its lane with `console`.
+MOLECULE_SCENARIOS ?= update multihost console mysql
 
 .PHONY: help
 help: ## List the targets

@@ -1,4 +1,4 @@
-"""Write three versions of the example app for update, rollback and rolling-deploy tests.
+"""Write four versions of the example app for update, rollback and rolling-deploy tests.
 
     python tests/testbed/app_versions.py OUTDIR
 
@@ -7,6 +7,8 @@ OUTDIR/v2  v1 plus a model (production.Shift) and a nullable field (WorkOrder.du
            their migrations (0002_shift, 0003_workorder_due_date): both reversible, and v1 code
            keeps working on the migrated schema; /health/ also reports "version": "v2";
 OUTDIR/v3  v2 whose /health/ always answers HTTP 500 (a release the health gate must refuse).
+OUTDIR/v4  v2 plus an irreversible data migration (0004_uppercase_line_names, a RunPython with
+           no reverse): a rollback past it must be refused unless the backup is restored.
 
 The output is deterministic: the same bytes, file modes and names on every run, so the deploy's
 content-derived release ids are stable. Existing version directories are replaced.
@@ -22,7 +24,7 @@ import sys
 from pathlib import Path
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "app"
-VERSIONS = ("v1", "v2", "v3")
+VERSIONS = ("v1", "v2", "v3", "v4")
 # Never copied from the example app: what a local run of it may leave behind.
 SKIPPED = ("__pycache__", "*.pyc", "*.sqlite3", ".venv", "venv", ".env", "static", "media")
 
@@ -86,6 +88,29 @@ class Migration(migrations.Migration):
             name='due_date',
             field=models.DateField(blank=True, null=True),
         ),
+    ]
+"""
+
+MIGRATION_UPPERCASE = """\
+from django.db import migrations
+
+
+def uppercase_line_names(apps, schema_editor):
+    ProductionLine = apps.get_model("production", "ProductionLine")
+    for line in ProductionLine.objects.all():
+        line.name = line.name.upper()
+        line.save(update_fields=["name"])
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('production', '0003_workorder_due_date'),
+    ]
+
+    # No reverse_code: the old names are gone, so Django cannot unapply this migration.
+    operations = [
+        migrations.RunPython(uppercase_line_names),
     ]
 """
 
@@ -162,8 +187,14 @@ def make_v3(tree: Path) -> None:
     write(tree / "VERSION", "v3\n")
 
 
+def make_v4(tree: Path) -> None:
+    write(tree / "production" / "migrations" / "0004_uppercase_line_names.py",
+          MIGRATION_UPPERCASE)
+    write(tree / "VERSION", "v4\n")
+
+
 def write_versions(outdir: Path, source: Path = EXAMPLE_APP) -> dict[str, Path]:
-    """Write v1, v2 and v3 under outdir (replacing them); return their directories."""
+    """Write v1 to v4 under outdir (replacing them); return their directories."""
     outdir.mkdir(parents=True, exist_ok=True)
     trees = {version: outdir / version for version in VERSIONS}
     for tree in trees.values():
@@ -174,12 +205,14 @@ def write_versions(outdir: Path, source: Path = EXAMPLE_APP) -> dict[str, Path]:
     make_v2(trees["v2"])
     copy_tree(trees["v2"], trees["v3"])
     make_v3(trees["v3"])
+    copy_tree(trees["v2"], trees["v4"])
+    make_v4(trees["v4"])
     return trees
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("outdir", type=Path, help="directory that receives v1/, v2/ and v3/")
+    parser.add_argument("outdir", type=Path, help="directory that receives v1/ to v4/")
     args = parser.parse_args(argv)
     for version, tree in write_versions(args.outdir).items():
         print(f"{version} {tree}")

@@ -1,4 +1,4 @@
-"""The three app versions: deterministic trees, migrations that match the models, reverse
+"""The four app versions: deterministic trees, migrations that match the models, reverse
 cleanly, and leave v1 code working on the migrated schema."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_every_run_writes_the_same_release_ids(trees, tmp_path):
     again = app_versions.write_versions(tmp_path)
     ids = {version: release_id(tree) for version, tree in trees.items()}
     assert {version: release_id(tree) for version, tree in again.items()} == ids
-    assert len(set(ids.values())) == 3
+    assert len(set(ids.values())) == 4
 
 
 def test_v1_is_the_example_app_with_its_release_id(trees):
@@ -101,3 +101,21 @@ def test_v2_and_v3_report_their_version_and_v3_fails_its_health_check(trees):
         compile(health, str(trees[version] / "config" / "health.py"), "exec")
         assert '"release": getattr(settings, "RELEASE_ID", None), "version": _version()' in health
     assert "status=500)" in (trees["v3"] / "config" / "health.py").read_text()
+
+
+def test_v4_migration_changes_data_and_cannot_be_reversed(trees, tmp_path):
+    assert django(trees["v2"], tmp_path, "migrate", "--no-input").returncode == 0
+    django(trees["v2"], tmp_path, "shell", "--no-imports", "--command", (
+        "from production.models import ProductionLine\n"
+        "ProductionLine.objects.create(code='L1', name='line one')"))
+
+    forward = django(trees["v4"], tmp_path, "migrate", "--no-input")
+    assert forward.returncode == 0, forward.stderr
+    names = django(trees["v4"], tmp_path, "shell", "--no-imports", "--command", (
+        "from production.models import ProductionLine\n"
+        "print(ProductionLine.objects.get(code='L1').name)"))
+    assert names.stdout.split() == ["LINE", "ONE"], names.stderr
+    back = django(trees["v4"], tmp_path, "migrate", "production", "0003", "--no-input")
+    assert back.returncode != 0
+    assert "is not reversible" in back.stdout + back.stderr
+    assert (trees["v4"] / "VERSION").read_text() == "v4\n"
