@@ -227,6 +227,26 @@ def test_login_is_audited_and_a_wrong_password_refused(site):
     assert all(row["at"] and row["remote_addr"] == "127.0.0.1" for row in rows["audit"])
 
 
+def test_repeated_failed_logins_are_throttled_for_that_name(site):
+    site.add_user_by_api("walter", "viewer")
+    for _ in range(5):  # the console's default login_max_failures
+        client, response = login(site, "walter", "a wrong password, again")
+        client.close()
+        assert response.status_code == 401
+
+    client, response = login(site, "walter")  # the right password, too late
+    client.close()
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.text and "slipway_session" not in response.cookies
+    assert 0 < int(response.headers["Retry-After"]) <= 900
+    client, other = login(site, "victor")
+    client.close()
+    assert other.status_code == 303, "another name from the same address may still log in"
+    with site.api("root") as admin:
+        rows = admin.get("/api/v1/audit", params={"action": "login", "actor": "walter"}).json()
+    assert [row["outcome"] for row in rows["audit"]] == ["throttled"] + ["failed"] * 5
+
+
 def test_tokens_and_passwords_are_stored_hashed(site):
     import sqlite3
 

@@ -442,7 +442,15 @@ def create_app(config: Config) -> FastAPI:
             response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                                 secure=config.cookie_secure, path="/login")
             return response
-        user = await call(console.login, name, password, remote(request))
+        try:
+            user = await call(console.login, name, password, remote(request))
+        except ConsoleError as exc:
+            if exc.status != 429:
+                raise
+            response = render(request, "login.html", None, status_code=429,
+                              login_csrf=csrf_token, next=_safe_next(next), error=exc.message)
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return response
         if user is None:
             return render(request, "login.html", None, status_code=401, login_csrf=csrf_token,
                           next=_safe_next(next), error="Wrong name or password.")

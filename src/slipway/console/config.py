@@ -9,6 +9,8 @@
     log_poll_interval: 0.1              # how often a live log follower reads it
     session_hours: 12
     cookie_secure: false                # true behind HTTPS
+    login_max_failures: 5               # failed logins of a name from an address (0: no limit)
+    login_window_seconds: 900           # ... counted over this window, then allowed again
     environments:
       staging:
         inventory: inventories/staging
@@ -68,6 +70,8 @@ class Config:
     session_hours: float = 12.0
     cookie_secure: bool = False
     runner_dir: Path | None = None
+    login_max_failures: int = 5
+    login_window_seconds: float = 900.0
 
     @property
     def directory(self) -> Path:
@@ -80,7 +84,7 @@ class Config:
 
 _TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "cancel_grace_seconds",
              "log_flush_interval", "log_poll_interval", "session_hours", "cookie_secure",
-             "runner_dir"}
+             "runner_dir", "login_max_failures", "login_window_seconds"}
 _ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
              "default_branch", "requires_approval"}
 
@@ -190,4 +194,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cookie_secure=cookie_secure,
         runner_dir=(_path(base, data["runner_dir"], "runner_dir", where)
                     if data.get("runner_dir") else None),
+        login_max_failures=int(_number(data, "login_max_failures", 5, where)),
+        login_window_seconds=_number(data, "login_window_seconds", 900.0, where, 1.0),
     )

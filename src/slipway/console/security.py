@@ -6,6 +6,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -128,3 +132,65 @@ def check_description(description: str | None) -> str | None:
     if any(ord(char) < 0x20 and char not in "\n\t" or ord(char) == 0x7F for char in description):
         raise InputError("the description contains control characters")
     return description or None
+
+
+class LoginThrottle:
+    """Refuses logins after too many failures in a sliding window.
+
+    Two counts: failures for one name from one address (max_failures), and failures from one
+    address whatever the name (4 x max_failures, against trying many names). A refused try is
+    not counted, and is refused before the password is checked. A success clears its name's
+    count for that address. max_failures 0 turns the throttle off. Kept in memory: a restart
+    of the console forgets it, the audit table keeps every try.
+    """
+
+    ADDRESS_FACTOR = 4
+    _MAX_KEYS = 10_000
+
+    def __init__(self, max_failures: int, window_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures = int(max_failures)
+        self.window = float(window_seconds)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, ...], deque[float]] = {}
+
+    def _keys(self, name: str, address: str | None) -> list[tuple[tuple[str, ...], int]]:
+        address = address or "-"
+        return [(("name", name.casefold(), address), self.max_failures),
+                (("address", address), self.max_failures * self.ADDRESS_FACTOR)]
+
+    def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
+        times = self._failures.get(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def retry_after(self, name: str, address: str | None) -> float:
+        """Seconds until this name may try again from this address; 0 when it may now."""
+        if self.max_failures <= 0:
+            return 0.0
+        now = self._clock()
+        wait = 0.0
+        with self._lock:
+            for key, limit in self._keys(name, address):
+                times = self._recent(key, now)
+                if len(times) >= limit:
+                    wait = max(wait, times[len(times) - limit] + self.window - now)
+        return wait
+
+    def failed(self, name: str, address: str | None) -> None:
+        if self.max_failures <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            if len(self._failures) >= self._MAX_KEYS:
+                for key in list(self._failures):
+                    if not self._recent(key, now):
+                        del self._failures[key]
+            for key, _ in self._keys(name, address):
+                self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, name: str, address: str | None) -> None:
+        with self._lock:
+            self._failures.pop(self._keys(name, address)[0][0], None)

@@ -3,6 +3,7 @@ written to the audit table, refusals included."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from slipway import history_store
@@ -32,6 +33,8 @@ class Console:
         self.config = config
         self.db = db
         self.runs = runs
+        self.login_throttle = security.LoginThrottle(config.login_max_failures,
+                                                     config.login_window_seconds)
 
     # Lookups
 
@@ -275,10 +278,19 @@ class Console:
     # Accounts
 
     def login(self, name: str, password: str, remote: str | None) -> User | None:
+        """The user when the password is right; None when not; ConsoleError 429 when this
+        name (or this address) failed too often lately."""
+        wait = self.login_throttle.retry_after(name, remote)
+        if wait > 0:
+            self.db.audit(name[:64] or "-", "login", "throttled", remote_addr=remote)
+            raise ConsoleError(429, "Too many failed logins; try again in "
+                                    f"{math.ceil(wait)} s.", retry_after=math.ceil(wait))
         user, password_hash = self.db.password_hash(name)
         if not security.verify_password(password_hash, password) or user is None:
+            self.login_throttle.failed(name, remote)
             self.db.audit(name[:64] or "-", "login", "failed", remote_addr=remote)
             return None
+        self.login_throttle.succeeded(name, remote)
         if security.needs_rehash(password_hash):
             self.db.set_password_hash(user.id, security.hash_password(password))
         self.db.audit(user.name, "login", "ok", remote_addr=remote)
