@@ -15,6 +15,18 @@ on 127.0.0.1 at a steady rate for the whole playbook run. Reported: requests sen
 (connection errors, timeouts, 5xx) per run, the achieved rate, and the wall time of the rolling
 update over two app hosts divided by the single-host update's. Results go to
 benchmarks/results/update_rollout.json.
+
+Measured 2026-11-23 on the 2-core test machine (one run, 60 req/s asked, nothing else running):
+
+    update    deploy.yml      94.9 s  sent 5692  failed 0  p95  8.7 ms  max 0.82 s
+    update    rollback.yml    33.3 s  sent 2000  failed 0  p95  8.5 ms  max 0.88 s
+    multihost deploy.yml      68.6 s  sent 4115  failed 0  p95 17.5 ms  max 1.15 s
+    multihost rollback.yml    25.3 s  sent 1520  failed 0  p95 13.0 ms  max 0.81 s
+    rolling update over 2 app hosts / update of 1 host: 0.72 (goal: under 2)
+
+The scenarios reach their hosts differently: `multihost` over SSH with pipelining, `update`
+through `podman exec`, which costs more per task; so the ratio flatters the rolling update, and
+what it shows is that the second host adds little (its build and the migrations overlap).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Write four versions of the example app for update, rollback and rolling-deploy tests.
+"""Write five versions of the example app for update, rollback and rolling-deploy tests.
 
     python tests/testbed/app_versions.py OUTDIR
 
@@ -9,6 +9,7 @@ OUTDIR/v2  v1 plus a model (production.Shift) and a nullable field (WorkOrder.du
 OUTDIR/v3  v2 whose /health/ always answers HTTP 500 (a release the health gate must refuse).
 OUTDIR/v4  v2 plus an irreversible data migration (0004_uppercase_line_names, a RunPython with
            no reverse): a rollback past it must be refused unless the backup is restored.
+OUTDIR/v5  v4 whose /health/ always answers HTTP 500: its failed deploy has a migration to undo.
 
 The output is deterministic: the same bytes, file modes and names on every run, so the deploy's
 content-derived release ids are stable. Existing version directories are replaced.
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "app"
-VERSIONS = ("v1", "v2", "v3", "v4")
+VERSIONS = ("v1", "v2", "v3", "v4", "v5")
 # Never copied from the example app: what a local run of it may leave behind.
 SKIPPED = ("__pycache__", "*.pyc", "*.sqlite3", ".venv", "venv", ".env", "static", "media")
 
@@ -179,12 +180,12 @@ def make_v2(tree: Path) -> None:
     write(tree / "VERSION", "v2\n")
 
 
-def make_v3(tree: Path) -> None:
+def break_health(tree: Path, version: str) -> None:
     edit(tree / "config" / "health.py",
          "return JsonResponse(body, status=200 if healthy else 503)",
-         '# v3 is broken on purpose: the health gate must refuse it.\n'
+         f'# {version} is broken on purpose: the health gate must refuse it.\n'
          '    return JsonResponse({**body, "status": "broken"}, status=500)')
-    write(tree / "VERSION", "v3\n")
+    write(tree / "VERSION", f"{version}\n")
 
 
 def make_v4(tree: Path) -> None:
@@ -194,7 +195,7 @@ def make_v4(tree: Path) -> None:
 
 
 def write_versions(outdir: Path, source: Path = EXAMPLE_APP) -> dict[str, Path]:
-    """Write v1 to v4 under outdir (replacing them); return their directories."""
+    """Write v1 to v5 under outdir (replacing them); return their directories."""
     outdir.mkdir(parents=True, exist_ok=True)
     trees = {version: outdir / version for version in VERSIONS}
     for tree in trees.values():
@@ -204,15 +205,17 @@ def write_versions(outdir: Path, source: Path = EXAMPLE_APP) -> dict[str, Path]:
     copy_tree(trees["v1"], trees["v2"])
     make_v2(trees["v2"])
     copy_tree(trees["v2"], trees["v3"])
-    make_v3(trees["v3"])
+    break_health(trees["v3"], "v3")
     copy_tree(trees["v2"], trees["v4"])
     make_v4(trees["v4"])
+    copy_tree(trees["v4"], trees["v5"])
+    break_health(trees["v5"], "v5")
     return trees
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("outdir", type=Path, help="directory that receives v1/ to v4/")
+    parser.add_argument("outdir", type=Path, help="directory that receives v1/ to v5/")
     args = parser.parse_args(argv)
     for version, tree in write_versions(args.outdir).items():
         print(f"{version} {tree}")

@@ -1,5 +1,6 @@
 """Update v1 -> v2, roll back to v1, then a v3 whose health gate fails, each under load; then
-a v4 with an irreversible migration, whose rollback is refused unless the backup is restored.
+a v4 with an irreversible migration, whose rollback is refused unless the backup is restored,
+and a v5 that fails its gate after migrating, deployed with the opt-in database restore.
 
 The tests run in this order and each starts from the state the previous one left. Every
 playbook run is a real ansible-playbook on the scenario's inventory, while a bounded load
@@ -273,3 +274,24 @@ def test_a_rollback_restoring_the_backup_brings_back_the_data_v4_changed(host):
     health = host.run("python3 -c 'import urllib.request; "
                       "print(urllib.request.urlopen(\"http://127.0.0.1/health/\").status)'")
     assert health.stdout.strip() == "200", health.stderr
+
+
+def test_a_failed_gate_restores_the_database_only_when_asked_to(host):
+    v1, v5 = release_id("v1"), release_id("v5")
+    assert "0004_uppercase_line_names" not in applied(host)
+
+    result, summary = under_load("deploy.yml", "/admin/login/", "-e",
+                                 f"app_source={VERSIONS / 'v5'}", "-e",
+                                 "app_rollback_restore_db=true")
+
+    assert result.returncode != 0
+    assert f"Switched back to release {v1}" in output(result)
+    assert_no_failed_request(summary)
+    assert current(host) == v1
+    assert status(host, v5)["status"] == "failed"
+    taken = status(host, v5)["backup"]
+    assert f"The database was restored from backup {taken}." in " ".join(output(result).split())
+    # v5's migration ran (it uppercased the names) and the restore undid it.
+    assert "0004_uppercase_line_names" not in applied(host)
+    assert line_name(host) == "line one"
+    assert not host.file(f"/var/lib/slipway/{APP}/deploy.lock").exists

@@ -1,4 +1,4 @@
-"""The four app versions: deterministic trees, migrations that match the models, reverse
+"""The five app versions: deterministic trees, migrations that match the models, reverse
 cleanly, and leave v1 code working on the migrated schema."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_every_run_writes_the_same_release_ids(trees, tmp_path):
     again = app_versions.write_versions(tmp_path)
     ids = {version: release_id(tree) for version, tree in trees.items()}
     assert {version: release_id(tree) for version, tree in again.items()} == ids
-    assert len(set(ids.values())) == 4
+    assert len(set(ids.values())) == 5
 
 
 def test_v1_is_the_example_app_with_its_release_id(trees):
@@ -92,15 +92,15 @@ def test_v1_code_keeps_working_on_the_v2_schema_and_v2_migrations_reverse(trees,
     assert v1_after.stdout.split() == ["5"], v1_after.stderr
 
 
-def test_v2_and_v3_report_their_version_and_v3_fails_its_health_check(trees):
+def test_later_versions_report_their_version_and_v3_and_v5_fail_their_health_check(trees):
     assert not (trees["v1"] / "VERSION").exists()
-    assert (trees["v2"] / "VERSION").read_text() == "v2\n"
-    assert (trees["v3"] / "VERSION").read_text() == "v3\n"
-    for version in ("v2", "v3"):
+    for version in ("v2", "v3", "v4", "v5"):
+        assert (trees[version] / "VERSION").read_text() == f"{version}\n"
         health = (trees[version] / "config" / "health.py").read_text()
         compile(health, str(trees[version] / "config" / "health.py"), "exec")
         assert '"release": getattr(settings, "RELEASE_ID", None), "version": _version()' in health
-    assert "status=500)" in (trees["v3"] / "config" / "health.py").read_text()
+        assert ("status=500)" in health) == (version in ("v3", "v5"))
+    assert (trees["v5"] / "production" / "migrations" / "0004_uppercase_line_names.py").exists()
 
 
 def test_v4_migration_changes_data_and_cannot_be_reversed(trees, tmp_path):
