@@ -26,7 +26,8 @@ Measured 2026-11-23 on the 2-core test machine (one run, 60 req/s asked, nothing
 
 The scenarios reach their hosts differently: `multihost` over SSH with pipelining, `update`
 through `podman exec`, which costs more per task; so the ratio flatters the rolling update, and
-what it shows is that the second host adds little (its build and the migrations overlap).
+what it shows is that the second host adds little: it builds beside the first and the
+migrations run once.
 """
 
 from __future__ import annotations
