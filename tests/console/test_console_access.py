@@ -229,10 +229,10 @@ def test_login_is_audited_and_a_wrong_password_refused(site):
 
 def test_repeated_failed_logins_are_throttled_for_that_name(site):
     site.add_user_by_api("walter", "viewer")
-    for _ in range(5):  # the console's default login_max_failures
+    for attempt in range(5):  # the console's default login_max_failures
         client, response = login(site, "walter", "a wrong password, again")
         client.close()
-        assert response.status_code == 401
+        assert response.status_code == 401, attempt
 
     client, response = login(site, "walter")  # the right password, too late
     client.close()

@@ -21,7 +21,7 @@ def clock() -> Clock:
 
 
 def fail(throttle: LoginThrottle, times: int, name: str = "dora", address: str = "10.0.0.5"):
-    for _ in range(times):
+    for _attempt in range(times):
         throttle.failed(name, address)
 
 
