@@ -283,38 +283,45 @@ def _connect_mysql(url: str, connect_timeout: int) -> Any:
         raise HistoryStoreError(f"cannot connect to the MySQL history store: {exc}") from exc
 
 
+def _while_sqlite_busy(operation: Callable[[], Any]) -> Any:
+    """operation(), tried again (bounded, with a growing pause) while SQLite answers that the
+    database is locked or busy; any other error, or the last one, is raised."""
+    attempt = 0
+    while True:
+        try:
+            return operation()
+        except sqlite3.OperationalError as exc:
+            attempt += 1
+            if not ("locked" in str(exc) or "busy" in str(exc)) or attempt >= _SQLITE_RETRIES:
+                raise
+            time.sleep(min(0.05 * attempt, 0.5))
+
+
 def _connect_sqlite(path: str, connect_timeout: int) -> Any:
     """Open the SQLite file in WAL mode.
 
     Switching a new file to WAL needs an exclusive lock, and SQLite may answer "database is
     locked" at once, without waiting out the busy timeout, while another process does the same
-    switch or creates the schema; so the open is retried for a bounded while.
+    switch or creates the schema; so the open is tried again for a bounded while.
     """
-    attempt = 0
-    while True:
-        connection = None
+    def open_in_wal_mode() -> Any:
+        connection = sqlite3.connect(path, timeout=30,
+                                     isolation_level=None, check_same_thread=False)
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(path, timeout=30,
-                                         isolation_level=None, check_same_thread=False)
             mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
                 connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            return connection
-        except sqlite3.OperationalError as exc:
-            if connection is not None:
-                connection.close()
-            attempt += 1
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            if not busy or attempt >= _SQLITE_RETRIES:
-                raise HistoryStoreError(
-                    f"cannot open the SQLite history store {path}: {exc}") from exc
-            time.sleep(min(0.05 * attempt, 0.5))
-        except (OSError, sqlite3.Error) as exc:
-            if connection is not None:
-                connection.close()
-            raise HistoryStoreError(f"cannot open the SQLite history store {path}: {exc}") from exc
+        except sqlite3.Error:
+            connection.close()
+            raise
+        return connection
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return _while_sqlite_busy(open_in_wal_mode)
+    except (OSError, sqlite3.Error) as exc:
+        raise HistoryStoreError(f"cannot open the SQLite history store {path}: {exc}") from exc
 
 
 def _driver_errors(dialect: _Dialect) -> tuple[type[BaseException], ...]:
@@ -394,23 +401,18 @@ class HistoryStore:
 
     def _begin(self, write: bool) -> Any:
         """A cursor in a new transaction; SQLite retries while another writer holds the lock."""
-        attempt = 0
-        while True:
-            try:
-                cursor = self._connect().cursor()
-                if self.dialect.name == "sqlite":
-                    # A writer takes the lock up front, so it never has to upgrade (and fail).
-                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                return cursor
-            except sqlite3.OperationalError as exc:
-                attempt += 1
-                if not ("locked" in str(exc) or "busy" in str(exc)) or attempt >= _SQLITE_RETRIES:
-                    self.close()
-                    raise HistoryStoreError(f"history store error: {exc}") from exc
-                time.sleep(min(0.05 * attempt, 0.5))
-            except self._errors() as exc:
-                self.close()
-                raise HistoryStoreError(f"history store error: {exc}") from exc
+        def begin() -> Any:
+            cursor = self._connect().cursor()
+            if self.dialect.name == "sqlite":
+                # A writer takes the lock up front, so it never has to upgrade (and fail).
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            return cursor
+
+        try:
+            return _while_sqlite_busy(begin)
+        except (sqlite3.OperationalError, *self._errors()) as exc:
+            self.close()
+            raise HistoryStoreError(f"history store error: {exc}") from exc
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = True) -> Iterator[Any]:
