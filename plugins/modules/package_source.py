@@ -265,6 +265,11 @@ def extract_archive(path: str, into: str) -> str:
 
 def git_checkout(url: str, version: str, cache: str, into: str) -> tuple[str, str]:
     """Resolve version in a cached mirror of url and export that commit into a directory."""
+    if not version or version.startswith("-") or any(char.isspace() or ord(char) < 0x20
+                                                     for char in version):
+        # git would read a leading '-' as an option.
+        raise SourceError(f"version {version!r} is not a branch, tag or commit name: it must "
+                          "not be empty, start with '-' or hold whitespace or control characters")
     mirror = os.path.join(cache, "git", hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
     if os.path.isdir(mirror):
         run_git(["--git-dir", mirror, "fetch", "--prune", "--tags", "origin",

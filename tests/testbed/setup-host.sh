@@ -3,8 +3,10 @@
 # (runc instead of crun, rlimits the sandbox can grant). Idempotent; run as root.
 set -euo pipefail
 
-# netavark and aardvark-dns: containers on one podman network find each other by name.
-packages=(podman runc netavark aardvark-dns debootstrap acl git make openssh-client
+# netavark and aardvark-dns: containers on one podman network find each other by name;
+# netavark needs iptables for every published port (`podman run -p`), and a fresh machine
+# lacks it ("netavark: No such file or directory").
+packages=(podman runc netavark aardvark-dns iptables debootstrap acl git make openssh-client
           postgresql postgresql-client mariadb-server mariadb-client redis-server
           chromium)  # the deploy console's browser test
 missing=()

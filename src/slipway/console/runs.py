@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 
 from slipway import history_store
@@ -56,6 +57,41 @@ class RunError(Exception):
         self.status = status
         self.message = message
         self.extra = extra
+
+
+class _Unsafe(str):
+    """A string written with YAML's ``!unsafe`` tag."""
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(
+    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
+
+
+def _unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, dict):
+        return {str(key): _unsafe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unsafe(item) for item in value]
+    return value
+
+
+def write_unsafe_extravars(path: Path, extra_vars: dict[str, Any]) -> None:
+    """Write the run's extra vars, every string tagged ``!unsafe``: whatever a console user typed
+    (a branch, a description, a release id) reaches the playbook as data, and Ansible never
+    renders it as a template (``{{ lookup('pipe', ...) }}`` stays text). 0600 in a 0700
+    directory."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = yaml.dump(_unsafe(extra_vars), Dumper=_UnsafeDumper, allow_unicode=True,
+                     default_flow_style=False, sort_keys=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def pid_alive(pid: int) -> bool:
@@ -302,13 +338,15 @@ class RunManager:
         runner = None
         failure = ""
         try:
+            # Passed as a file of data Ansible never templates (see write_unsafe_extravars);
+            # ansible-runner hands env/extravars to ansible-playbook as `-e @FILE`.
+            write_unsafe_extravars(work / "env" / "extravars", extra_vars)
             runner = ansible_runner.interface.init_runner(
                 private_data_dir=str(work),
                 project_dir=str(self.config.directory),
                 ident="run",
                 playbook=str(playbook),
                 inventory=str(environment.inventory),
-                extravars=extra_vars,
                 skip_tags=",".join(skip_tags) or None,
                 envvars=self.run_environment(job.run_uuid, job.user),
                 fact_cache_type="memory",

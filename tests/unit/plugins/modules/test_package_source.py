@@ -132,3 +132,14 @@ def test_unknown_git_ref_fails_with_the_ref_in_the_message(tmp_path, repository)
 def test_a_missing_source_fails_with_a_clear_message(tmp_path):
     with pytest.raises(package_source.SourceError, match="neither a directory"):
         package(tmp_path / "nowhere", tmp_path / "out")
+
+
+@pytest.mark.parametrize("version", ["--output=MARKER", "-h", "", "main branch", "main\n--all"])
+def test_a_version_git_could_read_as_an_option_is_refused_before_git_runs(tmp_path, repository,
+                                                                         version):
+    marker = tmp_path / "pwned"
+    with pytest.raises(package_source.SourceError, match="not a branch, tag or commit name"):
+        package(f"file://{repository}", tmp_path / "out",
+                version=version.replace("MARKER", str(marker)))
+    assert not (tmp_path / "out" / "git").exists()
+    assert not marker.exists()
