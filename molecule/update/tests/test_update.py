@@ -4,7 +4,9 @@ and a v5 that fails its gate after migrating, deployed with the opt-in database 
 
 The tests run in this order and each starts from the state the previous one left. Every
 playbook run is a real ansible-playbook on the scenario's inventory, while a bounded load
-generator sends requests to the container's nginx published on 127.0.0.1.
+generator sends requests to the container's nginx published on 127.0.0.1. Throughout, a sampler
+inside the container records every process command line, as any local user could read them;
+the last test looks for the app's secrets in them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(PROJECT / "tests" / "testbed"))
@@ -35,6 +39,60 @@ LOAD_RATE = 60.0
 # A client's patience, like nginx's own proxy timeouts: a request that waits in the socket's
 # queue while gunicorn restarts on a loaded machine is slow, not failed; its latency is reported.
 CLIENT_TIMEOUT = 30.0
+# The command line sampler (tests/testbed/proc_sampler.py) inside the container.
+SAMPLER_DIR = "/root/proc-sampler"
+SAMPLER_LIMIT = 3600
+CREDENTIALS = EPHEMERAL / "credentials"
+
+
+def podman(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check,
+                          **kwargs)
+
+
+class CommandLineSampler:
+    """Records every distinct command line on the container, from start() to stop()."""
+
+    out = f"{SAMPLER_DIR}/cmdlines.jsonl"
+    stop_file = f"{SAMPLER_DIR}/stop"
+
+    def start(self) -> CommandLineSampler:
+        podman("exec", CONTAINER, "rm", "-rf", SAMPLER_DIR)
+        podman("exec", CONTAINER, "mkdir", "-p", SAMPLER_DIR)
+        podman("cp", str(PROJECT / "tests" / "testbed" / "proc_sampler.py"),
+               f"{CONTAINER}:{SAMPLER_DIR}/proc_sampler.py")
+        podman("exec", "-d", CONTAINER, "python3", f"{SAMPLER_DIR}/proc_sampler.py", self.out,
+               "--stop-file", self.stop_file, "--max-seconds", str(SAMPLER_LIMIT))
+        self.records()  # its first scan, so that nothing the tests run comes before it
+        return self
+
+    def records(self, done: bool = False) -> list[dict]:
+        """What the sampler wrote, once it wrote anything (with done: once it wrote its end)."""
+        deadline = time.monotonic() + 60
+        while True:
+            found = podman("exec", CONTAINER, "sh", "-c", f"cat {self.out} 2>/dev/null || true")
+            records = [json.loads(line) for line in found.stdout.splitlines()]
+            if records and (not done or records[-1].get("done")):
+                return records
+            assert time.monotonic() < deadline, f"the sampler wrote no {'end' if done else 'scan'}"
+            time.sleep(0.2)
+
+    def stop(self) -> list[dict]:
+        podman("exec", CONTAINER, "touch", self.stop_file)
+        return self.records(done=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def command_lines():
+    """Every command line seen on the host while this module's playbooks run."""
+    sampler = CommandLineSampler().start()
+    yield sampler
+    podman("exec", CONTAINER, "touch", sampler.stop_file, check=False)
+
+
+def credential(name: str) -> str:
+    """A secret the scenario's variables generate (ansible.builtin.password files)."""
+    return (CREDENTIALS / name).read_text().split()[0]
 
 
 def release_id(version: str) -> str:
@@ -295,3 +353,34 @@ def test_a_failed_gate_restores_the_database_only_when_asked_to(host):
     assert "0004_uppercase_line_names" not in applied(host)
     assert line_name(host) == "line one"
     assert not host.file(f"/var/lib/slipway/{APP}/deploy.lock").exists
+
+
+def test_no_secret_was_on_any_command_line_during_the_deploys_and_rollbacks(host, command_lines):
+    secrets = {"SECRET_KEY": credential("secret_key"),
+               "database password": credential("db_password"),
+               "Redis password": credential("redis_password"),
+               "admin password": credential("shop-admin-password")}
+    env = host.file(f"{ROOT}/shared/.env").content_string
+    for name in ("SECRET_KEY", "database password", "Redis password"):
+        assert secrets[name] in env, f"the {name} read here is not the one the app runs with"
+
+    records = command_lines.stop()
+
+    assert records[-1]["stopped_by"] == "stop file", records[-1]
+    seen = [" ".join(record["argv"]) for record in records if "argv" in record]
+    # The processes that get the secrets were there to be seen.
+    for what, marker in (("the deployment checks", "manage.py check --deploy"),
+                         ("collectstatic", "manage.py collectstatic --noinput"),
+                         ("the admin user's creation", "create_superuser"),
+                         ("the migrations helper", "slipway.django.migrations"),
+                         ("the backup", "pg_dump")):
+        assert any(marker in line for line in seen), f"the sampler never saw {what} ({marker})"
+    leaks = {name: [line.replace(value, f"<{name}>") for line in seen if value in line]
+             for name, value in secrets.items()}
+    assert leaks == {name: [] for name in secrets}
+    # The admin password read here is the admin's (sent on stdin, like the deploy does).
+    checked = podman("exec", "-i", CONTAINER, f"{ROOT}/bin/manage", "shell", "--verbosity", "0",
+                     "-c", "import sys; from django.contrib.auth import authenticate; "
+                     "print(authenticate(username='admin', password=sys.stdin.read().strip()) "
+                     "is not None)", input=secrets["admin password"])
+    assert checked.stdout.strip().splitlines()[-1] == "True", checked.stderr
