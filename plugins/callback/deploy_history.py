@@ -19,8 +19,18 @@ description:
   - Records are written by a background thread in batches, and the log is appended as the run
     goes, so a reader can follow it. If the store cannot be reached, the run goes on with one
     warning and its records are spooled to a local file, written by the next run.
-  - Results of C(no_log) tasks are not recorded, and the values of variables whose names look
-    secret (password, secret, token, key) are masked in every recorded text.
+  - Results of C(no_log) tasks are not recorded, and these secrets are masked in every recorded
+    text (log, task messages, extra variables, error message). The values of variables whose
+    names look secret (password, secret, token, key) or that the argument spec of a role marks
+    C(no_log) (the roles of this collection and of the play); vaulted values under any name; the
+    passwords of URLs; the values of module arguments that the module marks C(no_log); what the
+    templates of a C(no_log) task rendered to (except in arguments that name places, owners or
+    states, such as C(dest), C(owner) or C(mode)) and its arguments with secret-looking names.
+  - Whatever has the shape of a secret is masked too, under any name. The user-info of a URL
+    (C(scheme://user:********@host)), a PEM private key, and the value written after a
+    secret-looking name and a colon or an equals sign (C(DB_PASSWORD=...)).
+  - The SQLite file of the store and the spool files are created readable by their owner only
+    (0600), and made so if they were not.
   - A run stopped by Ctrl-C or SIGTERM is marked C(interrupted); a run whose process was killed
     outright is marked C(interrupted) by the next run on the same controller.
 requirements:
@@ -114,11 +124,19 @@ from ansible.module_utils.ansible_release import __version__ as ansible_version 
 from ansible.plugins.callback import CallbackBase  # noqa: E402
 from ansible.template import Templar  # noqa: E402
 from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (  # noqa: E402
-    SecretScrubber,
+    VALIDATE_ACTIONS,
+    collection_role_paths,
     mask_secret_names,
+    no_log_argument_values,
+    no_log_options,
+    no_log_task_values,
+    role_no_log_options,
     secret_values,
 )
-from ansible_collections.slipway.django.plugins.plugin_utils.history_store import utcnow  # noqa: E402
+from ansible_collections.slipway.django.plugins.plugin_utils.history_store import (  # noqa: E402
+    SecretScrubber,
+    utcnow,
+)
 from ansible_collections.slipway.django.plugins.plugin_utils.history_writer import start_writer  # noqa: E402
 
 # set_stats keys published by the deploy playbooks -> deploy_history columns
@@ -182,6 +200,8 @@ class CallbackModule(CallbackBase):
         self._disabled = False
         self._writer = None
         self._scrubber = SecretScrubber()
+        self._secret_names = set()
+        self._raw_args = {}
         self._pid = os.getpid()
         self._run_uuid = None
         self._started_at = None
@@ -293,10 +313,10 @@ class CallbackModule(CallbackBase):
         """The run's row, written once the first play tells the environment and extra vars."""
         variables = play.get_variable_manager()
         extra_vars = dict(variables.extra_vars) if variables is not None else {}
-        self._scrubber.add(secret_values(extra_vars))
-        self._scrubber.add(secret_values(play.get_vars()))
-        self._fields["extra_vars"] = json.dumps(mask_secret_names(extra_vars), sort_keys=True,
-                                                default=str) if extra_vars else None
+        self._scrubber.add(secret_values(extra_vars, secret_names=self._secret_names))
+        self._fields["extra_vars"] = json.dumps(
+            mask_secret_names(extra_vars, self._secret_names), sort_keys=True,
+            default=str) if extra_vars else None
         if extra_vars.get("deploy_description"):
             self._fields["description"] = str(extra_vars["deploy_description"])
         environment = self._first_host_environment(play, variables)
@@ -333,16 +353,46 @@ class CallbackModule(CallbackBase):
             renderer = None
             if render:
                 renderer = Templar(loader=play.get_loader(), variables=host_vars).template
-            self._scrubber.add(secret_values(host_vars, renderer))
+            self._scrubber.add(secret_values(host_vars, renderer, self._secret_names))
         except Exception as exc:
             self._display.warning(f"deploy history: cannot read the variables of {host.name} "
                                   f"({exc}); secrets among them are not masked in the history")
             return None
         return host_vars
 
+    def _learn_secret_names(self, names):
+        """Mask the values of these variables too; hosts already scanned are scanned again."""
+        if not set(names) <= self._secret_names:
+            self._secret_names |= set(names)
+            self._scanned_hosts.clear()
+
+    def _learn_role_specs(self, play):
+        """The options that argument specs mark no_log: this collection's roles and the play's
+        (``role_cache`` holds every role of the play, imported ones included)."""
+        paths = [*collection_role_paths(), *(getattr(play, "role_cache", None) or ())]
+        self._learn_secret_names(set().union(*(role_no_log_options(path) for path in paths)))
+
+    def _learn_from_task(self, task, data, no_log):
+        """Secrets that a task's rendered arguments reveal, learned before its result is
+        recorded (a loop's own result holds unrendered arguments: its items tell)."""
+        args = task.args
+        if no_log and "results" not in data:
+            self._scrubber.add(no_log_task_values(args, self._raw_args.get(task._uuid),
+                                                  self._secret_names))
+        invocation = data.get("invocation")
+        if isinstance(invocation, dict) and invocation.get("module_args"):
+            self._scrubber.add(no_log_argument_values(args, invocation["module_args"]))
+        if task.action in VALIDATE_ACTIONS:
+            # A role's arguments, validated: role parameters are in no host's variables.
+            self._learn_secret_names(no_log_options(args.get("argument_spec")))
+            self._scrubber.add(secret_values(args.get("provided_arguments") or {},
+                                             secret_names=self._secret_names))
+
     def _on_play_start(self, play):
         self._play = play
         self._play_name = play.get_name().strip()
+        self._learn_role_specs(play)
+        self._scrubber.add(secret_values(play.get_vars(), secret_names=self._secret_names))
         if not self._started:
             self._start_run(play)
         else:
@@ -351,6 +401,7 @@ class CallbackModule(CallbackBase):
 
     def _on_task_start(self, task, heading):
         self._task_started[task._uuid] = time.time()
+        self._raw_args[task._uuid] = task.args  # what the templates were, for a no_log task
         self._log(_heading(f"{heading} [{task.get_name().strip()}]"))
 
     def _on_runner_start(self, host, task):
@@ -368,6 +419,7 @@ class CallbackModule(CallbackBase):
                    or self._task_started.get(task._uuid) or now)
         changed = bool(data.get("changed")) and status == "ok"
         no_log = task.no_log is True or "censored" in data
+        self._learn_from_task(task, data, no_log)
         message = NO_LOG_MESSAGE if no_log else self._message(data, status, task.action)
         self._count(host, status, changed)
         self._submit("task", {
@@ -387,6 +439,7 @@ class CallbackModule(CallbackBase):
         data = getattr(result, "_return_data", None) or result._result
         task, host = result._task, result._host.get_name()
         no_log = task.no_log is True or "censored" in data
+        self._learn_from_task(task, data, no_log)
         changed = bool(data.get("changed")) and status == "ok"
         message = "" if no_log else self._message(data, status, task.action)
         label = "(censored)" if no_log else _short(

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,15 +30,18 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
+    "MASK",
     "RUN_COLUMNS",
     "STATUSES",
     "HistoryStore",
     "HistoryStoreError",
+    "SecretScrubber",
     "Spool",
     "default_spool_dir",
     "default_store_url",
     "open_store",
     "parse_age",
+    "url_passwords",
     "utcnow",
 ]
 
@@ -297,6 +301,29 @@ def _while_sqlite_busy(operation: Callable[[], Any]) -> Any:
             time.sleep(min(0.05 * attempt, 0.5))
 
 
+def _open_private(path: str | Path, flags: int) -> int:
+    """``os.open(path, flags)`` for a file that only its owner may read: created 0600 (never
+    readable by others, not even for a moment), and made 0600 if it is ours and was not."""
+    fd = os.open(path, flags, 0o600)
+    try:
+        status = os.fstat(fd)
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _private_sqlite_files(path: str) -> None:
+    """The store's file exists and is 0600 before SQLite opens it; SQLite gives its -wal and
+    -shm files the mode of the database file, and older ones are tightened here."""
+    os.close(_open_private(path, os.O_RDONLY | os.O_CREAT))
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.close(_open_private(path + suffix, os.O_RDONLY))
+
+
 def _connect_sqlite(path: str, connect_timeout: int) -> Any:
     """Open the SQLite file in WAL mode.
 
@@ -318,7 +345,9 @@ def _connect_sqlite(path: str, connect_timeout: int) -> Any:
         return connection
 
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path != ":memory:":
+            _private_sqlite_files(path)
         return _while_sqlite_busy(open_in_wal_mode)
     except (OSError, sqlite3.Error) as exc:
         raise HistoryStoreError(f"cannot open the SQLite history store {path}: {exc}") from exc
@@ -341,6 +370,102 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
     return parts._replace(netloc=netloc).geturl()
+
+
+# Secrets: what the callback and the console mask in every text bound for the store.
+
+MASK = "********"
+# Shorter values would mask ordinary words and numbers all over the log.
+MIN_SECRET_LENGTH = 4
+# The user-info of a URL: "://user:password@" or "://token@". The password may hold "@" (the
+# last one before a blank or a quote ends it); bounded, so that a long line stays linear.
+_URL_USERINFO = r"://[^\s/?#@:'\"<>]*(?::[^\s'\"<>]{0,1024})?@"
+_PRIVATE_KEY = (r"-----BEGIN [A-Z ]*PRIVATE KEY-----"
+                r"(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|[\s\S]*)")
+# "password: x", "DB_PASSWORD=x", '"api_token": "x"': the value after a secret-looking name
+# (a template, "{{ ... }}", is left alone: it is source, not a value).
+_NAMED_VALUE = (r"[\w-]*[\"']?[ \t]*[:=](?!=)[ \t]*"
+                r"(?:\"(?!\{\{)(?:[^\"\\\n]|\\.)*\"|'(?!\{\{)[^'\n]*'|[^\s\"',;&}\]=][^\s\"',;&}\]]*)")
+_SECRET_WORDS = ("pass(?:word|wd|phrase)", "secret", "token", "private_key", "api_key",
+                 "credential")
+# Every branch starts with a literal character, so that the regex engine skips ahead to the
+# few places where one can match: this pattern runs on every line of every log.
+_SHAPES = "|".join([
+    _URL_USERINFO,
+    _PRIVATE_KEY,
+    *(f"{first}(?i:{word[1:]}){_NAMED_VALUE}"
+      for word in _SECRET_WORDS for first in sorted({word[0], word[0].upper()})),
+])
+_NAME_SEPARATOR = re.compile(r"[\"']?[ \t]*[:=][ \t]*")
+_URL_PASSWORD = re.compile(r"://[^\s/?#@:'\"<>]*:([^\s'\"<>]{0,1024})@")
+
+
+def url_passwords(text: str) -> set[str]:
+    """The passwords of the URLs in ``text``, as written and percent-decoded."""
+    if "://" not in text:
+        return set()
+    found = set()
+    for match in _URL_PASSWORD.finditer(text):
+        found |= {match.group(1), unquote(match.group(1))}
+    return found
+
+
+def _mask_shape(text: str) -> str:
+    """What a match of _SHAPES becomes: the secret part of it masked, the rest kept."""
+    if text.startswith("://"):
+        user, colon, _ = text[3:-1].partition(":")
+        if colon:
+            return f"://{user}:{MASK}@"
+        return f"://{MASK}@" if user else text
+    if text.startswith("-----BEGIN"):
+        return MASK
+    separator = _NAME_SEPARATOR.search(text)
+    name, value = text[:separator.end()], text[separator.end():]
+    quote = value[:1] if value[:1] in ("'", '"') else ""
+    return f"{name}{quote}{MASK}{quote}"
+
+
+class SecretScrubber:
+    """Masks secrets in text: the values it was given, and what has the shape of a secret
+    whatever its name (a URL's user-info, a private key, the value after a secret-looking name).
+
+    ``add`` may run in one thread while ``scrub`` runs in another: the pattern is swapped whole.
+    """
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values: frozenset[str] = frozenset()
+        self._compiled = (re.compile(_SHAPES), self._values)
+        self._lock = threading.Lock()
+        self.add(values)
+
+    def add(self, values: Iterable[str]) -> None:
+        with self._lock:
+            new = {str(value) for value in values
+                   if value and len(value) >= MIN_SECRET_LENGTH} - self._values
+            if not new:
+                return
+            self._values |= new
+            # Longest first, so that a secret containing another one is masked whole.
+            ordered = sorted(self._values, key=len, reverse=True)
+            pattern = re.compile("|".join([*(re.escape(value) for value in ordered), _SHAPES]))
+            self._compiled = (pattern, self._values)
+
+    def scrub(self, text: str) -> str:
+        if not text:
+            return text
+        pattern, values = self._compiled
+        return pattern.sub(lambda match: MASK if match.group(0) in values
+                           else _mask_shape(match.group(0)), text)
+
+    def scrub_all(self, data: Any) -> Any:
+        """``data`` (strings, dicts and lists of them) with every string scrubbed."""
+        if isinstance(data, str):
+            return self.scrub(data)
+        if isinstance(data, dict):
+            return {key: self.scrub_all(value) for key, value in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.scrub_all(value) for value in data]
+        return data
 
 
 class HistoryStore:
@@ -773,9 +898,9 @@ class Spool:
         handle = self._files.get(run_uuid)
         if handle is None:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self.directory / f"{run_uuid}.jsonl"
-            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the whole run
-            os.chmod(path, 0o600)
+            fd = _open_private(self.directory / f"{run_uuid}.jsonl",
+                               os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            handle = os.fdopen(fd, "a", encoding="utf-8")  # held for the whole run
             fcntl.flock(handle, fcntl.LOCK_EX)
             self._files[run_uuid] = handle
         handle.write(json.dumps({"run_uuid": run_uuid, "ops": [list(op) for op in operations]},

@@ -17,11 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (
-    SecretScrubber,
-)
 from ansible_collections.slipway.django.plugins.plugin_utils.history_store import (
     HistoryStore,
+    SecretScrubber,
     Spool,
     default_spool_dir,
     redact_url,

@@ -380,7 +380,10 @@ class RunManager:
         operations: list[tuple[str, Any]] = []
         text = "" if row.get("logs") else output()
         if text.strip():
-            operations.append(("log", text if text.endswith("\n") else text + "\n"))
+            # ansible-playbook's own output, which no callback scrubbed: mask what has the shape
+            # of a secret, and the store's password, as the callback would have.
+            scrubber = history_store.SecretScrubber(history_store.url_passwords(self.store_url))
+            operations.append(("log", scrubber.scrub(text if text.endswith("\n") else text + "\n")))
         if job.cancelled_by:
             operations.append(("log", f"\nCANCELLED by {job.cancelled_by}"
                                f"{': ' + job.stop_note if job.stop_note else ''}\n"))
