@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -199,6 +200,21 @@ class Site:
     def runs(self, **filters: str) -> list[dict]:
         with self.store() as store:
             return store.list_runs(limit=100, **filters)
+
+
+def login(site: Site, name: str, password: str = PASSWORD, **client_options
+          ) -> tuple[httpx.Client, httpx.Response]:
+    """A browser-like client that logged in through the form; returns it and the response."""
+    client = httpx.Client(base_url=site.url, timeout=60, **client_options)
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    response = client.post("/login", data={"name": name, "password": password,
+                                           "csrf_token": token, "next": "/runs"})
+    return client, response
+
+
+def csrf_of(client: httpx.Client, page: str = "/deploy") -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(page).text).group(1)
 
 
 def run_processes(run_uuid: str) -> list[int]:

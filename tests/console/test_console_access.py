@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 
 import httpx
 import pytest
-from console_helpers import PASSWORD
-
-
-def login(site, name: str, password: str = PASSWORD) -> tuple[httpx.Client, httpx.Response]:
-    """A browser-like client that logged in through the form; returns it and the response."""
-    client = httpx.Client(base_url=site.url, timeout=60)
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    response = client.post("/login", data={"name": name, "password": password,
-                                           "csrf_token": token, "next": "/runs"})
-    return client, response
-
-
-def csrf_of(client: httpx.Client, page: str = "/deploy") -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(page).text).group(1)
+from console_helpers import PASSWORD, csrf_of, login
 
 
 @pytest.mark.parametrize(("method", "path"), [

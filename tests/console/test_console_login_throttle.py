@@ -59,3 +59,27 @@ def test_a_success_clears_the_names_failures_and_zero_turns_it_off(clock):
     off = LoginThrottle(0, 60, clock)
     fail(off, 100)
     assert off.retry_after("dora", "10.0.0.5") == 0
+
+
+def test_one_name_failing_from_many_addresses_is_refused_from_every_address(clock):
+    throttle = LoginThrottle(3, 60, clock, account_max_failures=5)
+    for index in range(4):
+        throttle.failed("dora", f"10.0.1.{index}")
+    assert throttle.retry_after("dora", "10.0.9.9") == 0, "under the limit across addresses"
+    throttle.failed("dora", "10.0.1.4")
+
+    assert throttle.retry_after("dora", "10.0.9.9") == pytest.approx(60)
+    assert throttle.retry_after("Dora", "10.0.9.9") == pytest.approx(60), "names fold case"
+    assert throttle.retry_after("victor", "10.0.9.9") == 0, "another name is not held"
+    throttle.succeeded("dora", "10.0.1.4")
+    assert throttle.retry_after("dora", "10.0.1.4") == pytest.approx(60), \
+        "a success from one address does not clear what the others tried"
+    clock.now += 60
+    assert throttle.retry_after("dora", "10.0.9.9") == 0
+
+
+def test_the_count_across_addresses_is_off_at_zero(clock):
+    throttle = LoginThrottle(3, 60, clock, account_max_failures=0)
+    for index in range(50):
+        throttle.failed("dora", f"10.0.1.{index}")
+    assert throttle.retry_after("dora", "10.0.9.9") == 0

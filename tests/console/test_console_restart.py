@@ -14,12 +14,15 @@ def test_runs_left_by_a_dead_console_are_stopped_and_marked_interrupted(fresh_si
         started = client.post("/api/v1/deploy/trigger", json={"environment": "slow"}).json()
     sleep_pid = int(site.wait_for_file(f"sleep-{started['run_uuid']}.pid").read_text())
     wait_for_pid_in_store(site, started["id"])
+    work = site.root / "runner" / started["run_uuid"]
+    assert work.is_dir()
 
     site.kill()  # the console dies; its ansible-playbook is left without anyone to follow it
     with site.store() as store:
         assert store.get_run(started["id"])["status"] == "running"
 
     site.start()
+    assert not work.exists(), "the run's work files (its environment) are removed"
     status = site.wait_for(started["id"], timeout=60)
     assert status["status"] == "interrupted"
     assert "its console stopped" in status["error_message"]

@@ -7,6 +7,7 @@ and they name dependencies defined inside create_app().
 
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,11 +17,16 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import Path as PathParameter
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway import history_store
 from slipway.console import security
@@ -36,6 +42,16 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HEARTBEAT_SECONDS = 15.0
 TEMPLATES = Path(__file__).parent / "templates"
+# Integers a request may carry, bounded so that the stores never see one they cannot hold.
+MAX_ID = 2**63 - 1  # SQLite's INTEGER, PostgreSQL's bigint
+MAX_LOG_OFFSET = 2**31 - 2  # SUBSTR's position is a 32-bit integer in PostgreSQL
+MAX_PAGE = 1_000_000
+RunId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="a run's id")]
+ApprovalId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="an approval request's id")]
+TokenId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="an API token's id")]
+LogOffset = Annotated[int, Query(ge=0, le=MAX_LOG_OFFSET,
+                                 description="characters of the log already read")]
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,41 @@ class Identity:
 
 class LoginRequired(Exception):
     pass
+
+
+class BodySizeLimit:
+    """Refuses a request body larger than ``max_bytes`` with 413 before the application, and so
+    any authentication, has seen it: at once when Content-Length says so, else as soon as a
+    streamed body grows past the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdecimal() and int(length) > self.max_bytes:
+            await JSONResponse({"detail": self._message()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI reads a body before it solves dependencies: this ends it there.
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted_receive, send)
 
 
 # Request bodies
@@ -66,8 +117,9 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     environment: str
     release: str | None = Field(None, description="Release id to go back to")
-    deploy_id: int | None = Field(None, description="Or: a successful run whose release to go "
-                                  "back to. Neither: the previous good release")
+    deploy_id: int | None = Field(None, ge=1, le=MAX_ID,
+                                  description="Or: a successful run whose release to go back "
+                                  "to. Neither: the previous good release")
     restore_db: StrictBool = Field(False, description="Also restore the database backup taken "
                                    "before that release's migrations")
     description: str | None = None
@@ -79,6 +131,19 @@ class NewUserRequest(BaseModel):
     role: str
     environments: list[str] = Field(default_factory=list)
     password: str = Field(repr=False)
+
+
+class NewTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires: str | None = Field(None, description="How long it lasts: 12h, 30d, 2w... (at most "
+                                "3650d). None: until revoked")
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(repr=False)
+    new_password: str = Field(repr=False, description="At least "
+                              f"{security.MIN_PASSWORD_LENGTH} characters")
 
 
 # JSON shapes
@@ -130,6 +195,7 @@ def create_app(config: Config) -> FastAPI:
     templates.env.filters["when"] = lambda value: (value.strftime("%Y-%m-%d %H:%M:%S")
                                                    if isinstance(value, datetime) else "-")
     templates.env.globals["elapsed"] = _elapsed
+    templates.env.globals["min_password_length"] = security.MIN_PASSWORD_LENGTH
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -169,6 +235,18 @@ def create_app(config: Config) -> FastAPI:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Any:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        problems = "; ".join(f"{' '.join(str(part) for part in error['loc'])}: {error['msg']}"
+                             for error in exc.errors())
+        return render(request, "error.html", None, status_code=422,
+                      error=f"Malformed request: {problems}")
+
+    # Inside security_headers, so that a refusal gets the same headers as any answer.
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable) -> Any:
         request.state.nonce = secrets.token_urlsafe(16)
@@ -196,7 +274,7 @@ def create_app(config: Config) -> FastAPI:
                 raise ConsoleError(401, "use 'Authorization: Bearer TOKEN'")
             user = db.user_for_token(security.secret_digest(credentials.credentials.strip()))
             if user is None:
-                raise ConsoleError(401, "unknown or revoked API token")
+                raise ConsoleError(401, "unknown, revoked or expired API token")
             return Identity(user, "token")
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
@@ -262,7 +340,7 @@ def create_app(config: Config) -> FastAPI:
         return JSONResponse(result, status_code=202 if result["id"] is None else 201)
 
     @app.get("/api/v1/deploy/status/{run_id}", tags=["deploy"])
-    async def status(run_id: int, identity: API) -> dict[str, Any]:
+    async def status(run_id: RunId, identity: API) -> dict[str, Any]:
         """A run's state, with its per-host summary."""
         run = await call(console.run, run_id)
         hosts = await call(lambda: runs.store().host_summaries(run_id))
@@ -270,9 +348,7 @@ def create_app(config: Config) -> FastAPI:
                 "active": runs.is_active(run["run_uuid"])}
 
     @app.get("/api/v1/deploy/logs/{run_id}", tags=["deploy"])
-    async def logs(run_id: int, identity: API,
-                   offset: Annotated[int, Query(ge=0, description="characters already read")] = 0
-                   ) -> dict[str, Any]:
+    async def logs(run_id: RunId, identity: API, offset: LogOffset = 0) -> dict[str, Any]:
         """The log from ``offset`` on; ask again with ``next_offset`` until ``complete``."""
         return await call(console.log, run_id, offset)
 
@@ -280,13 +356,16 @@ def create_app(config: Config) -> FastAPI:
              response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "events `log` (text, offset), `status` and `end`"}})
-    async def stream(run_id: int, identity: API, request: Request,
-                     offset: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+    async def stream(run_id: RunId, identity: API, request: Request,
+                     offset: LogOffset = 0) -> StreamingResponse:
         """The log as server-sent events, live while the run goes; resumes at Last-Event-ID."""
-        run = await call(console.run, run_id)
-        last_event = request.headers.get("last-event-id", "")
-        if last_event.isdigit():
+        last_event = request.headers.get("last-event-id", "").strip()
+        if last_event:
+            if not re.fullmatch(r"[0-9]{1,10}", last_event) or int(last_event) > MAX_LOG_OFFSET:
+                raise ConsoleError(422, f"Last-Event-ID must be a log offset from 0 to "
+                                   f"{MAX_LOG_OFFSET}, not {last_event[:40]!r}")
             offset = int(last_event)
+        run = await call(console.run, run_id)
         return StreamingResponse(
             follow(run, offset, request), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -330,7 +409,7 @@ def create_app(config: Config) -> FastAPI:
 
     @app.get("/api/v1/deploy/history", tags=["deploy"])
     async def history(identity: API, environment: str | None = None, status: str | None = None,
-                      page: Annotated[int, Query(ge=1)] = 1,
+                      page: Page = 1,
                       per_page: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
         """Runs, newest first, with filters and paging."""
         result = await call(console.history, environment, status, page, per_page)
@@ -338,7 +417,7 @@ def create_app(config: Config) -> FastAPI:
         return result
 
     @app.get("/api/v1/deploy/history/{run_id}", tags=["deploy"])
-    async def history_run(run_id: int, identity: API) -> dict[str, Any]:
+    async def history_run(run_id: RunId, identity: API) -> dict[str, Any]:
         """One run: its record, per-host summary, task results and full log."""
         run = await call(console.run, run_id)
         store = runs.store
@@ -349,28 +428,28 @@ def create_app(config: Config) -> FastAPI:
                 "inventory": run.get("inventory"), "ansible_version": run.get("ansible_version")}
 
     @app.post("/api/v1/deploy/cancel/{run_id}", tags=["deploy"])
-    async def cancel(run_id: int, identity: API, request: Request) -> dict[str, Any]:
+    async def cancel(run_id: RunId, identity: API, request: Request) -> dict[str, Any]:
         """Stop a running run's whole process group and release its deploy lock."""
         return await call(console.cancel, identity.user, run_id, remote(request))
 
     @app.get("/api/v1/approvals", tags=["approvals"])
     async def approvals(identity: API, state: str | None = None) -> dict[str, Any]:
-        if state not in (None, "pending", "approved", "rejected"):
-            raise ConsoleError(422, "state is one of pending, approved, rejected")
+        if state not in (None, "pending", "approved", "rejected", "cancelled"):
+            raise ConsoleError(422, "state is one of pending, approved, rejected, cancelled")
         return {"approvals": await call(db.approvals, state)}
 
     @app.post("/api/v1/approvals/{approval_id}/approve", tags=["approvals"], status_code=201)
-    async def approve(approval_id: int, identity: API, request: Request) -> dict[str, Any]:
+    async def approve(approval_id: ApprovalId, identity: API, request: Request) -> dict[str, Any]:
         """Start a held run; only an admin other than the one who asked."""
         return await call(console.approve, identity.user, approval_id, remote(request))
 
     @app.post("/api/v1/approvals/{approval_id}/reject", tags=["approvals"])
-    async def reject(approval_id: int, identity: API, request: Request) -> dict[str, Any]:
+    async def reject(approval_id: ApprovalId, identity: API, request: Request) -> dict[str, Any]:
         return await call(console.reject, identity.user, approval_id, remote(request))
 
     @app.get("/api/v1/audit", tags=["admin"])
     async def audit(identity: ADMIN, action: str | None = None, actor: str | None = None,
-                    page: Annotated[int, Query(ge=1)] = 1,
+                    page: Page = 1,
                     per_page: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
         rows = await call(lambda: db.audit_rows(per_page, (page - 1) * per_page, action, actor))
         return {"audit": rows, "page": page, "per_page": per_page}
@@ -402,16 +481,37 @@ def create_app(config: Config) -> FastAPI:
 
     @app.delete("/api/v1/users/{name}", tags=["admin"])
     async def delete_user(name: str, identity: ADMIN, request: Request) -> dict[str, Any]:
-        await call(console.delete_user, identity.user, name, remote(request))
-        return {"deleted": name}
+        """Delete an account with its tokens and sessions; its pending requests are cancelled."""
+        cancelled = await call(console.delete_user, identity.user, name, remote(request))
+        return {"deleted": name, "cancelled_approvals": cancelled}
 
-    @app.post("/api/v1/users/{name}/tokens", tags=["admin"], status_code=201)
-    async def add_token(name: str, identity: API, request: Request) -> dict[str, Any]:
+    @app.get("/api/v1/users/{name}/tokens", tags=["tokens"])
+    async def list_tokens(name: str, identity: API, request: Request) -> dict[str, Any]:
+        """A user's API tokens (admins: anyone's; others: their own), never their secrets."""
+        tokens = await call(console.tokens, identity.user, name, remote(request))
+        return {"name": name, "tokens": _jsonable(tokens)}
+
+    @app.post("/api/v1/users/{name}/tokens", tags=["tokens"], status_code=201)
+    async def add_token(name: str, identity: API, request: Request,
+                        body: NewTokenRequest | None = None) -> dict[str, Any]:
         """A new API token for a user (admins: anyone; others: themselves). Shown once."""
-        if not identity.user.is_admin and identity.user.name != name:
-            raise ConsoleError(403, "only admins may make tokens for other users")
-        token = await call(console.new_token, identity.user.name, name, remote(request))
-        return {"name": name, "token": token}
+        token = await call(console.new_token, identity.user, name, remote(request),
+                           body.expires if body else None)
+        return _jsonable(token)
+
+    @app.delete("/api/v1/tokens/{token_id}", tags=["tokens"])
+    async def revoke_token(token_id: TokenId, identity: API, request: Request
+                           ) -> dict[str, Any]:
+        """Revoke one API token (admins: anyone's; others: their own)."""
+        return await call(console.revoke_token, identity.user, token_id, remote(request))
+
+    @app.post("/api/v1/me/password", tags=["tokens"])
+    async def change_password(body: PasswordChange, identity: API, request: Request
+                              ) -> dict[str, Any]:
+        """Change one's own password; every other session of the account ends."""
+        ended = await call(console.change_password, identity.user, body.current_password,
+                           body.new_password, remote(request), identity.session_digest)
+        return {"name": identity.user.name, "changed": True, "ended_sessions": ended}
 
     # Pages
 
@@ -478,10 +578,9 @@ def create_app(config: Config) -> FastAPI:
 
     @app.get("/runs", include_in_schema=False)
     async def runs_page(request: Request, identity: PAGE, environment: str = "",
-                        status: str = "", page: int = 1) -> HTMLResponse:
+                        status: str = "", page: Page = 1) -> HTMLResponse:
         try:
-            result = await call(console.history, environment or None, status or None,
-                                max(page, 1), 25)
+            result = await call(console.history, environment or None, status or None, page, 25)
             error = None
         except ConsoleError as exc:
             result = {"runs": [], "total": 0, "page": 1, "pages": 1, "per_page": 25}
@@ -509,7 +608,7 @@ def create_app(config: Config) -> FastAPI:
                       error=error)
 
     @app.get("/runs/{run_id}", include_in_schema=False)
-    async def run_page(request: Request, run_id: int, identity: PAGE) -> HTMLResponse:
+    async def run_page(request: Request, run_id: RunId, identity: PAGE) -> HTMLResponse:
         try:
             return await run_page_response(request, identity, run_id)
         except ConsoleError as exc:
@@ -517,7 +616,7 @@ def create_app(config: Config) -> FastAPI:
                           error=exc.message)
 
     @app.post("/runs/{run_id}/cancel", include_in_schema=False)
-    async def cancel_form(request: Request, run_id: int, identity: PAGE,
+    async def cancel_form(request: Request, run_id: RunId, identity: PAGE,
                           csrf_token: Annotated[str, Form()]) -> Any:
         check_form_csrf(identity, csrf_token)
         try:
@@ -527,7 +626,7 @@ def create_app(config: Config) -> FastAPI:
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
     @app.post("/runs/{run_id}/rollback", include_in_schema=False)
-    async def rollback_form(request: Request, run_id: int, identity: PAGE,
+    async def rollback_form(request: Request, run_id: RunId, identity: PAGE,
                             csrf_token: Annotated[str, Form()],
                             restore_db: Annotated[bool, Form()] = False) -> Any:
         check_form_csrf(identity, csrf_token)
@@ -573,7 +672,8 @@ def create_app(config: Config) -> FastAPI:
                       approvals=await call(db.approvals, None))
 
     @app.post("/approvals/{approval_id}/{decision}", include_in_schema=False)
-    async def decide_form(request: Request, approval_id: int, decision: str, identity: PAGE,
+    async def decide_form(request: Request, approval_id: ApprovalId, decision: str,
+                          identity: PAGE,
                           csrf_token: Annotated[str, Form()]) -> Any:
         check_form_csrf(identity, csrf_token)
         action = {"approve": console.approve, "reject": console.reject}.get(decision)
@@ -588,13 +688,80 @@ def create_app(config: Config) -> FastAPI:
         return RedirectResponse(target, status_code=303)
 
     @app.get("/audit", include_in_schema=False)
-    async def audit_page(request: Request, identity: PAGE, page: int = 1) -> HTMLResponse:
+    async def audit_page(request: Request, identity: PAGE, page: Page = 1) -> HTMLResponse:
         if not identity.user.is_admin:
             return render(request, "error.html", identity, status_code=403,
                           error="Only admins may read the audit table.")
-        page = max(page, 1)
         rows = await call(lambda: db.audit_rows(50, (page - 1) * 50))
         return render(request, "audit.html", identity, rows=rows, page=page)
+
+    async def account_response(request: Request, identity: Identity, name: str,
+                               status_code: int = 200, **context: Any) -> HTMLResponse:
+        try:
+            tokens = await call(console.tokens, identity.user, name, remote(request))
+        except ConsoleError as exc:
+            return render(request, "error.html", identity, status_code=exc.status,
+                          error=exc.message)
+        return render(request, "account.html", identity, status_code=status_code, target=name,
+                      tokens=tokens, **context)
+
+    @app.get("/account", include_in_schema=False)
+    async def account_page(request: Request, identity: PAGE, user: str = "") -> HTMLResponse:
+        """One's password and API tokens; an admin may list and revoke anyone's (?user=)."""
+        return await account_response(request, identity, user or identity.user.name)
+
+    @app.post("/account/password", include_in_schema=False)
+    async def password_form(request: Request, identity: PAGE,
+                            csrf_token: Annotated[str, Form()],
+                            current_password: Annotated[str, Form()],
+                            new_password: Annotated[str, Form()],
+                            new_password_again: Annotated[str, Form()]) -> HTMLResponse:
+        check_form_csrf(identity, csrf_token)
+        name = identity.user.name
+        if new_password != new_password_again:
+            return await account_response(request, identity, name, 422,
+                                          error="The two new passwords differ.")
+        try:
+            ended = await call(console.change_password, identity.user, current_password,
+                               new_password, remote(request), identity.session_digest)
+        except ConsoleError as exc:
+            response = await account_response(request, identity, name, exc.status,
+                                              error=exc.message)
+            if "retry_after" in exc.extra:
+                response.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return response
+        return await account_response(request, identity, name, notice=(
+            f"Your password is changed; {ended} other session(s) of yours ended."))
+
+    @app.post("/account/tokens", include_in_schema=False)
+    async def token_form(request: Request, identity: PAGE, csrf_token: Annotated[str, Form()],
+                         user: Annotated[str, Form()] = "",
+                         expires: Annotated[str, Form()] = "") -> HTMLResponse:
+        check_form_csrf(identity, csrf_token)
+        name = user or identity.user.name
+        try:
+            token = await call(console.new_token, identity.user, name, remote(request),
+                               expires or None)
+        except ConsoleError as exc:
+            if exc.status in (403, 404):
+                return render(request, "error.html", identity, status_code=exc.status,
+                              error=exc.message)
+            return await account_response(request, identity, name, exc.status,
+                                          error=exc.message)
+        return await account_response(request, identity, name, new_token=token)
+
+    @app.post("/account/tokens/{token_id}/revoke", include_in_schema=False)
+    async def revoke_form(request: Request, token_id: TokenId, identity: PAGE,
+                          csrf_token: Annotated[str, Form()]) -> Any:
+        check_form_csrf(identity, csrf_token)
+        try:
+            revoked = await call(console.revoke_token, identity.user, token_id, remote(request))
+        except ConsoleError as exc:
+            return render(request, "error.html", identity, status_code=exc.status,
+                          error=exc.message)
+        target = ("/account" if revoked["name"] == identity.user.name
+                  else f"/account?user={quote(revoked['name'])}")
+        return RedirectResponse(target, status_code=303)
 
     return app
 

@@ -2,7 +2,9 @@
 
     slipway-console serve --config FILE [--host 127.0.0.1] [--port 8765]
     slipway-console adduser NAME --role admin|deployer|viewer [--env ENV ...]
-    slipway-console token NAME
+    slipway-console token NAME [--expires 30d]
+    slipway-console tokens NAME
+    slipway-console revoke-token ID
 
 The password of `adduser` is read from standard input (asked twice on a terminal). Every
 command takes --config FILE (default: $SLIPWAY_CONSOLE_CONFIG, then /etc/slipway/console.yml).
@@ -45,7 +47,35 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", parents=[common],
                                 help="print a new API token for a user")
     token.add_argument("name")
+    token.add_argument("--expires", metavar="AGE", default=None,
+                       help="how long it lasts: 12h, 30d, 2w... (default: until revoked)")
+    tokens = commands.add_parser("tokens", parents=[common],
+                                 help="list a user's API tokens (never their secrets)")
+    tokens.add_argument("name")
+    revoke = commands.add_parser("revoke-token", parents=[common],
+                                 help="revoke one API token (its id from `tokens`)")
+    revoke.add_argument("id", type=_token_id, metavar="ID")
     return parser
+
+
+def _token_id(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token id")
+    return int(text)
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _print_tokens(tokens: list[dict[str, Any]]) -> None:
+    print(f"{'ID':>6}  {'CREATED (UTC)':19}  {'LAST USED (UTC)':19}  EXPIRES (UTC)")
+    for token in tokens:
+        expires = _when(token["expires_at"]) if token["expires_at"] else "never"
+        if token["expired"]:
+            expires += " (expired)"
+        print(f"{token['id']:>6}  {_when(token['created_at']):19}  "
+              f"{_when(token['last_used_at']):19}  {expires}")
 
 
 def _read_password(name: str) -> str:
@@ -104,8 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             user = console.add_user(_operator(), args.name, args.role, args.env, password)
             envs = f" for {', '.join(user.environments)}" if user.environments else ""
             print(f"created {user.role} {user.name}{envs}")
+        elif args.command == "token":
+            print(console.new_token(_operator(), args.name, expires=args.expires)["token"])
+        elif args.command == "tokens":
+            _print_tokens(console.tokens(_operator(), args.name))
         else:
-            print(console.new_token(_operator(), args.name))
+            revoked = console.revoke_token(_operator(), args.id)
+            print(f"revoked API token {revoked['id']} of {revoked['name']}")
     except ConsoleError as exc:
         print(f"slipway-console: {exc.message}", file=sys.stderr)
         return 1

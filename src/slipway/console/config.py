@@ -10,7 +10,9 @@
     session_hours: 12
     cookie_secure: false                # true behind HTTPS
     login_max_failures: 5               # failed logins of a name from an address (0: no limit)
+    login_account_max_failures: 20      # failed logins of a name from any address (0: no limit)
     login_window_seconds: 900           # ... counted over this window, then allowed again
+    max_body_bytes: 1048576             # larger request bodies get 413 before anything else
     environments:
       staging:
         inventory: inventories/staging
@@ -71,7 +73,9 @@ class Config:
     cookie_secure: bool = False
     runner_dir: Path | None = None
     login_max_failures: int = 5
+    login_account_max_failures: int = 20
     login_window_seconds: float = 900.0
+    max_body_bytes: int = 1048576
 
     @property
     def directory(self) -> Path:
@@ -84,7 +88,8 @@ class Config:
 
 _TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "cancel_grace_seconds",
              "log_flush_interval", "log_poll_interval", "session_hours", "cookie_secure",
-             "runner_dir", "login_max_failures", "login_window_seconds"}
+             "runner_dir", "login_max_failures", "login_account_max_failures",
+             "login_window_seconds", "max_body_bytes"}
 _ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
              "default_branch", "requires_approval"}
 
@@ -195,5 +200,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         runner_dir=(_path(base, data["runner_dir"], "runner_dir", where)
                     if data.get("runner_dir") else None),
         login_max_failures=int(_number(data, "login_max_failures", 5, where)),
+        login_account_max_failures=int(_number(data, "login_account_max_failures", 20, where)),
         login_window_seconds=_number(data, "login_window_seconds", 900.0, where, 1.0),
+        max_body_bytes=int(_number(data, "max_body_bytes", 1048576, where, 1024)),
     )

@@ -30,7 +30,8 @@ SCHEMA = (
         user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
         token_digest TEXT NOT NULL UNIQUE,
         created_at TEXT NOT NULL,
-        last_used_at TEXT
+        last_used_at TEXT,
+        expires_at TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS sessions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,7 +49,7 @@ SCHEMA = (
         requested_by TEXT NOT NULL,
         requested_at TEXT NOT NULL,
         state TEXT NOT NULL DEFAULT 'pending'
-            CHECK (state IN ('pending', 'approved', 'rejected')),
+            CHECK (state IN ('pending', 'approved', 'rejected', 'cancelled')),
         decided_by TEXT,
         decided_at TEXT,
         run_id INTEGER
@@ -103,9 +104,29 @@ def _iso(value: datetime) -> str:
     return value.isoformat(sep=" ", timespec="microseconds")
 
 
+def _datetime(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
 def _user(row: sqlite3.Row) -> User:
     return User(id=row["id"], name=row["name"], role=row["role"],
                 environments=tuple(json.loads(row["environments"])))
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier console up to SCHEMA (each step checks first)."""
+    columns = {row["name"] for row in connection.execute("PRAGMA table_info(tokens)")}
+    if "expires_at" not in columns:
+        connection.execute("ALTER TABLE tokens ADD COLUMN expires_at TEXT")
+    approvals_sql = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'approvals'").fetchone()[0]
+    if "'cancelled'" not in approvals_sql:
+        # SQLite cannot change a CHECK constraint: copy the rows into a table made anew.
+        connection.execute("ALTER TABLE approvals RENAME TO approvals_before_cancel")
+        connection.execute(next(statement for statement in SCHEMA
+                                if "TABLE IF NOT EXISTS approvals" in statement))
+        connection.execute("INSERT INTO approvals SELECT * FROM approvals_before_cancel")
+        connection.execute("DROP TABLE approvals_before_cancel")
 
 
 class ConsoleDB:
@@ -119,8 +140,10 @@ class ConsoleDB:
         fresh = not self.path.exists()
         with self._connect() as connection:
             connection.execute("PRAGMA journal_mode=WAL")
+        with self._transaction() as connection:
             for statement in SCHEMA:
                 connection.execute(statement)
+            _upgrade(connection)
         if fresh:
             os.chmod(self.path, 0o600)
 
@@ -184,20 +207,72 @@ class ConsoleDB:
         with self._connect() as connection:
             return connection.execute("SELECT COUNT(*) FROM users").fetchone()[0]
 
-    def delete_user(self, name: str) -> bool:
+    def delete_user(self, name: str, deleted_by: str) -> list[int] | None:
+        """Delete the user (its tokens and sessions go with it) and cancel its pending approval
+        requests, in one transaction; the ids of those requests, or None if there is no user."""
         with self._transaction() as connection:
-            return connection.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 1
+            if connection.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount != 1:
+                return None
+            pending = [row["id"] for row in connection.execute(
+                "SELECT id FROM approvals WHERE requested_by = ? AND state = 'pending' "
+                "ORDER BY id", (name,))]
+            connection.execute("UPDATE approvals SET state = 'cancelled', decided_by = ?, "
+                               "decided_at = ? WHERE requested_by = ? AND state = 'pending'",
+                               (deleted_by, _iso(utcnow()), name))
+            return pending
 
-    def add_token(self, user_id: int, digest: str) -> None:
+    def set_password(self, user_id: int, password_hash: str,
+                     keep_session: str | None = None) -> int:
+        """A new password hash; every session of the user but ``keep_session`` ends. Returns
+        how many sessions ended."""
         with self._transaction() as connection:
-            connection.execute("INSERT INTO tokens (user_id, token_digest, created_at) "
-                               "VALUES (?, ?, ?)", (user_id, digest, _iso(utcnow())))
+            connection.execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                               (password_hash, user_id))
+            return connection.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND session_digest IS NOT ?",
+                (user_id, keep_session)).rowcount
+
+    # API tokens
+
+    def add_token(self, user_id: int, digest: str, expires_at: datetime | None = None) -> int:
+        with self._transaction() as connection:
+            return connection.execute(
+                "INSERT INTO tokens (user_id, token_digest, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (user_id, digest, _iso(utcnow()),
+                 _iso(expires_at) if expires_at else None)).lastrowid
+
+    def tokens(self, user_id: int) -> list[dict[str, Any]]:
+        """A user's tokens, oldest first: never their digests."""
+        now = utcnow()
+        with self._connect() as connection:
+            rows = connection.execute("SELECT id, created_at, last_used_at, expires_at "
+                                      "FROM tokens WHERE user_id = ? ORDER BY id", (user_id,))
+            tokens = [{key: _datetime(value) if key.endswith("_at") else value
+                       for key, value in dict(row).items()} for row in rows]
+        for token in tokens:
+            token["expired"] = token["expires_at"] is not None and token["expires_at"] <= now
+        return tokens
+
+    def token_owner(self, token_id: int) -> str | None:
+        with self._connect() as connection:
+            row = connection.execute("SELECT users.name FROM tokens JOIN users ON users.id = "
+                                     "tokens.user_id WHERE tokens.id = ?",
+                                     (token_id,)).fetchone()
+        return row["name"] if row else None
+
+    def delete_token(self, token_id: int) -> bool:
+        with self._transaction() as connection:
+            return connection.execute("DELETE FROM tokens WHERE id = ?",
+                                      (token_id,)).rowcount == 1
 
     def user_for_token(self, digest: str) -> User | None:
+        """The user of a token that exists and has not expired."""
         with self._transaction() as connection:
-            row = connection.execute("SELECT users.* FROM tokens JOIN users ON users.id = "
-                                     "tokens.user_id WHERE token_digest = ?",
-                                     (digest,)).fetchone()
+            row = connection.execute(
+                "SELECT users.* FROM tokens JOIN users ON users.id = tokens.user_id "
+                "WHERE token_digest = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (digest, _iso(utcnow()))).fetchone()
             if row is None:
                 return None
             connection.execute("UPDATE tokens SET last_used_at = ? WHERE token_digest = ?",
@@ -257,6 +332,24 @@ class ConsoleDB:
         with self._connect() as connection:
             rows = connection.execute(query + " ORDER BY id DESC LIMIT ?", [*params, limit])
             return [self._approval(row) for row in rows]
+
+    def approve(self, approval_id: int, decided_by: str) -> tuple[str | None, User | None]:
+        """Approve a pending request if its requester still exists and may still run it there,
+        checked in the same transaction (a deletion cannot slip in between); cancel it if not.
+        Returns the state this call gave it (None: it was not pending) and the requester."""
+        with self._transaction() as connection:
+            request = connection.execute("SELECT * FROM approvals WHERE id = ? AND state = "
+                                         "'pending'", (approval_id,)).fetchone()
+            if request is None:
+                return None, None
+            row = connection.execute("SELECT * FROM users WHERE name = ?",
+                                     (request["requested_by"],)).fetchone()
+            requester = _user(row) if row else None
+            state = ("approved" if requester and requester.can_deploy(request["environment"])
+                     else "cancelled")
+            connection.execute("UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? "
+                               "WHERE id = ?", (state, decided_by, _iso(utcnow()), approval_id))
+            return state, requester
 
     def decide_approval(self, approval_id: int, state: str, decided_by: str) -> bool:
         """Record the decision once; False if the request was decided already."""

@@ -52,7 +52,7 @@ _CFG_CANDIDATES = ("ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")
 class RunError(Exception):
     """A run cannot be started or stopped; ``status`` is the HTTP status that fits."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, /, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -92,6 +92,17 @@ def write_unsafe_extravars(path: Path, extra_vars: dict[str, Any]) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def private_dir(path: Path) -> Path:
+    """Make the directory and any missing parent 0700 (a run's work files hold its
+    environment); one that exists already is made 0700 too, its parents are left alone."""
+    missing = [parent for parent in (path, *path.parents) if not parent.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    os.chmod(path, 0o700)
+    return path
 
 
 def pid_alive(pid: int) -> bool:
@@ -145,6 +156,7 @@ class RunManager:
         self._jobs_lock = threading.Lock()
         self._environment_locks = {name: threading.Lock() for name in config.environments}
         self._local = threading.local()
+        private_dir(config.work_dir())
 
     # Where things are
 
@@ -434,7 +446,7 @@ class RunManager:
             if not self.store().mark_cancelled(run["id"], f"cancelled by {user}"):
                 current = self.store().get_run(run["id"]) or {}
                 raise RunError(409, f"run {run['id']} is not running (it is "
-                               f"{current.get('status')})", status=current.get("status"))
+                               f"{current.get('status')})", run_status=current.get("status"))
             if job is not None:
                 job.cancelled_by = user
             result = {"gone": True, "killed": False, "seconds": 0.0, "processes": 0}
@@ -506,6 +518,8 @@ class RunManager:
                 # The console never saw this run end: release its lock (the unlock playbook
                 # leaves a lock alone unless this run holds it).
                 on_interrupted(row, launch["environment"])
+            # Its work files (the run's environment) outlived the console that made them.
+            shutil.rmtree(self.config.work_dir() / launch["run_uuid"], ignore_errors=True)
             self.db.finish_launch(launch["run_uuid"])
         interrupted += store.mark_stale_runs(self.hostname, pid_alive, os.getpid())
         return interrupted

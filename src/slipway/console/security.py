@@ -11,15 +11,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from slipway import history_store
 
 ROLES = ("admin", "deployer", "viewer")
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MIN_PASSWORD_LENGTH = 12
 MAX_DESCRIPTION_LENGTH = 1000
+MIN_TOKEN_LIFETIME = timedelta(hours=1)
+MAX_TOKEN_LIFETIME = timedelta(days=3650)
 
 # argon2id with the library's defaults (RFC 9106's low-memory profile: 64 MiB, 3 passes).
 _HASHER = PasswordHasher()
@@ -124,6 +129,21 @@ def check_release(release: str) -> str:
     return release
 
 
+def token_lifetime(text: str | None) -> timedelta | None:
+    """How long a new API token lasts ('12h', '30d', '2w'); None or '' for no expiry."""
+    if text is None or not text.strip():
+        return None
+    try:
+        lifetime = history_store.parse_age(text.strip())
+    except (ValueError, OverflowError):
+        raise InputError(f"token expiry {text!r} is not a lifetime such as 12h, 30d or "
+                         "2w") from None
+    if not MIN_TOKEN_LIFETIME <= lifetime <= MAX_TOKEN_LIFETIME:
+        raise InputError(f"token expiry {text!r} must be between 1 hour and "
+                         f"{MAX_TOKEN_LIFETIME.days} days")
+    return lifetime
+
+
 def check_description(description: str | None) -> str | None:
     if description is None:
         return None
@@ -138,19 +158,23 @@ def check_description(description: str | None) -> str | None:
 class LoginThrottle:
     """Refuses logins after too many failures in a sliding window.
 
-    Two counts: failures for one name from one address (max_failures), and failures from one
-    address whatever the name (4 x max_failures, against trying many names). A refused try is
-    not counted, and is refused before the password is checked. A success clears its name's
-    count for that address. max_failures 0 turns the throttle off. Kept in memory: a restart
-    of the console forgets it, the audit table keeps every try.
+    Three counts: failures for one name from one address (max_failures), from one address
+    whatever the name (4 x max_failures, against trying many names), and for one name from
+    any address (account_max_failures, against guessing one password from many addresses;
+    0: not counted). A refused try is not counted, and is refused before the password is
+    checked. A success clears its name's count for that address only: the name's count across
+    addresses keeps what others tried. max_failures 0 turns the throttle off. Kept in memory: a
+    restart of the console forgets it, the audit table keeps every try.
     """
 
     ADDRESS_FACTOR = 4
     _MAX_KEYS = 10_000
 
     def __init__(self, max_failures: int, window_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 account_max_failures: int = 0) -> None:
         self.max_failures = int(max_failures)
+        self.account_max_failures = int(account_max_failures)
         self.window = float(window_seconds)
         self._clock = clock
         self._lock = threading.Lock()
@@ -158,8 +182,11 @@ class LoginThrottle:
 
     def _keys(self, name: str, address: str | None) -> list[tuple[tuple[str, ...], int]]:
         address = address or "-"
-        return [(("name", name.casefold(), address), self.max_failures),
+        keys = [(("name", name.casefold(), address), self.max_failures),
                 (("address", address), self.max_failures * self.ADDRESS_FACTOR)]
+        if self.account_max_failures > 0:
+            keys.append((("account", name.casefold()), self.account_max_failures))
+        return keys
 
     def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
         times = self._failures.get(key, deque())

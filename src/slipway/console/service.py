@@ -21,7 +21,7 @@ PAGE_SIZES = range(1, 101)
 class ConsoleError(Exception):
     """A refused request: HTTP status, a message for the user, and extra JSON fields."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, /, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -33,8 +33,9 @@ class Console:
         self.config = config
         self.db = db
         self.runs = runs
-        self.login_throttle = security.LoginThrottle(config.login_max_failures,
-                                                     config.login_window_seconds)
+        self.login_throttle = security.LoginThrottle(
+            config.login_max_failures, config.login_window_seconds,
+            account_max_failures=config.login_account_max_failures)
 
     # Lookups
 
@@ -209,7 +210,7 @@ class Console:
             raise ConsoleError(403, message)
         if run["status"] != "running":
             error = ConsoleError(409, f"run {run_id} is not running (it is {run['status']})",
-                                 status=run["status"])
+                                 run_status=run["status"])
             raise self._refuse(user, "cancel", run["environment"], remote, error, run_id)
         try:
             stopped = self.runs.cancel(run, user.name)
@@ -239,8 +240,17 @@ class Console:
             error = ConsoleError(403, "a second admin must approve: you requested this run")
             raise self._refuse(user, "approve", approval["environment"], remote, error)
         environment = self.environment(approval["environment"])
-        if not self.db.decide_approval(approval_id, "approved", user.name):
-            raise ConsoleError(409, f"approval request {approval_id} was decided already")
+        state, requester = self.db.approve(approval_id, user.name)
+        if state is None:
+            error = ConsoleError(409, f"approval request {approval_id} was decided already")
+            raise self._refuse(user, "approve", environment.name, remote, error)
+        if state == "cancelled":
+            requested_by = approval["requested_by"]
+            reason = (f"{requested_by} no longer has an account" if requester is None else
+                      f"{requested_by} may no longer {approval['kind']} in environment "
+                      f"{environment.name}")
+            error = ConsoleError(409, f"approval request {approval_id} is cancelled: {reason}")
+            raise self._refuse(user, "approve", environment.name, remote, error)
         try:
             result = self._start(approval["requested_by"], environment, approval["kind"],
                                  approval["params"], remote, actor=approval["requested_by"],
@@ -321,18 +331,95 @@ class Console:
                       environments=environments)
         return user
 
-    def delete_user(self, actor: User, name: str, remote: str | None) -> None:
+    def delete_user(self, actor: User, name: str, remote: str | None) -> list[int]:
+        """Delete an account; its pending approval requests are cancelled (their ids)."""
         if name == actor.name:
-            raise ConsoleError(409, "you cannot delete your own account")
-        if not self.db.delete_user(name):
-            raise ConsoleError(404, f"no user {name!r}")
-        self.db.audit(actor.name, "deluser", "ok", remote_addr=remote, user=name)
+            error = ConsoleError(409, "you cannot delete your own account")
+            raise self._refuse(actor, "deluser", None, remote, error)
+        cancelled = self.db.delete_user(name, actor.name)
+        if cancelled is None:
+            raise self._refuse(actor, "deluser", None, remote,
+                               ConsoleError(404, f"no user {name!r}"))
+        self.db.audit(actor.name, "deluser", "ok", remote_addr=remote, user=name,
+                      cancelled_approvals=cancelled)
+        return cancelled
 
-    def new_token(self, actor: str, name: str, remote: str | None = None) -> str:
+    def change_password(self, user: User, current: str, new: str, remote: str | None,
+                        keep_session: str | None = None) -> int:
+        """Set a new password once the current one is given; the user's other sessions end
+        (how many is returned). Wrong current passwords count as failed logins."""
+        wait = self.login_throttle.retry_after(user.name, remote)
+        if wait > 0:
+            self.db.audit(user.name, "password", "throttled", remote_addr=remote)
+            raise ConsoleError(429, "Too many failed passwords; try again in "
+                                    f"{math.ceil(wait)} s.", retry_after=math.ceil(wait))
+        _, password_hash = self.db.password_hash(user.name)
+        if not security.verify_password(password_hash, current):
+            self.login_throttle.failed(user.name, remote)
+            raise self._refuse(user, "password", None, remote,
+                               ConsoleError(403, "the current password is wrong"))
+        try:
+            if new == current:
+                raise security.InputError("the new password is the current one")
+            new_hash = security.hash_password(new)
+        except security.InputError as exc:
+            raise self._refuse(user, "password", None, remote, exc) from None
+        ended = self.db.set_password(user.id, new_hash, keep_session)
+        self.db.audit(user.name, "password", "changed", remote_addr=remote, ended_sessions=ended)
+        return ended
+
+    # API tokens
+
+    def _token_owner(self, actor: User | str, name: str, action: str,
+                     remote: str | None) -> User:
+        """The user whose tokens ``actor`` asks for: itself, or anyone for an admin and for
+        the command line (``actor`` is then the operator's name)."""
+        actor_name = actor if isinstance(actor, str) else actor.name
+        if isinstance(actor, User) and not actor.is_admin and actor.name != name:
+            message = "only admins may manage the API tokens of other users"
+            self.db.audit(actor_name, action, "refused", remote_addr=remote, user=name,
+                          reason=message)
+            raise ConsoleError(403, message)
         user = self.db.user(name)
         if user is None:
+            self.db.audit(actor_name, action, "refused", remote_addr=remote, user=name,
+                          reason="no such user")
             raise ConsoleError(404, f"no user {name!r}")
+        return user
+
+    def new_token(self, actor: User | str, name: str, remote: str | None = None,
+                  expires: str | None = None) -> dict[str, Any]:
+        """A new API token (the secret is in the answer, and nowhere else afterwards)."""
+        user = self._token_owner(actor, name, "token", remote)
+        actor_name = actor if isinstance(actor, str) else actor.name
+        try:
+            lifetime = security.token_lifetime(expires)
+        except security.InputError as exc:
+            self.db.audit(actor_name, "token", "refused", remote_addr=remote, user=name,
+                          reason=str(exc))
+            raise ConsoleError(422, str(exc)) from None
+        expires_at = history_store.utcnow() + lifetime if lifetime else None
         token = security.new_secret()
-        self.db.add_token(user.id, security.secret_digest(token))
-        self.db.audit(actor, "token", "ok", remote_addr=remote, user=name)
-        return token
+        token_id = self.db.add_token(user.id, security.secret_digest(token), expires_at)
+        self.db.audit(actor_name, "token", "ok", remote_addr=remote, user=name,
+                      token_id=token_id, expires_at=expires_at)
+        return {"id": token_id, "name": name, "token": token, "expires_at": expires_at}
+
+    def tokens(self, actor: User | str, name: str,
+               remote: str | None = None) -> list[dict[str, Any]]:
+        return self.db.tokens(self._token_owner(actor, name, "tokens", remote).id)
+
+    def revoke_token(self, actor: User | str, token_id: int,
+                     remote: str | None = None) -> dict[str, Any]:
+        actor_name = actor if isinstance(actor, str) else actor.name
+        owner = self.db.token_owner(token_id)
+        if owner is None:
+            self.db.audit(actor_name, "revoke-token", "refused", remote_addr=remote,
+                          token_id=token_id, reason="no such token")
+            raise ConsoleError(404, f"no API token {token_id}")
+        self._token_owner(actor, owner, "revoke-token", remote)
+        if not self.db.delete_token(token_id):
+            raise ConsoleError(404, f"no API token {token_id}")
+        self.db.audit(actor_name, "revoke-token", "ok", remote_addr=remote, user=owner,
+                      token_id=token_id)
+        return {"id": token_id, "name": owner, "revoked": True}
