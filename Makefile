@@ -49,10 +49,11 @@ demo-destroy: ## Remove the demo container
 	-podman rm -f -t 5 slipway-demo
 
 .PHONY: lint
-lint: venv ## ansible-lint (production profile), yamllint, ruff, ansible-test sanity
+lint: venv ## ansible-lint, yamllint, ruff, pip-audit of the console's pins, ansible-test sanity
 	yamllint -s .
 	ansible-lint --offline --profile production
 	ruff check .
+	pip-audit --no-deps --disable-pip --progress-spinner off -r roles/console/files/requirements.txt
 	bash tests/sanity.sh
 	ansible-galaxy collection build --force --output-path .cache/dist
 
