@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -317,11 +318,24 @@ def _open_private(path: str | Path, flags: int) -> int:
 
 def _private_sqlite_files(path: str) -> None:
     """The store's file exists and is 0600 before SQLite opens it; SQLite gives its -wal and
-    -shm files the mode of the database file, and older ones are tightened here."""
-    os.close(_open_private(path, os.O_RDONLY | os.O_CREAT))
-    for suffix in ("-wal", "-shm", "-journal"):
+    -shm files the mode of the database file, and older ones are tightened here.
+
+    Nothing here opens these files: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, and SQLite's connections in other threads rely on theirs.
+    """
+    try:
+        os.mknod(path, 0o600 | stat.S_IFREG)
+    except FileExistsError:
+        pass
+    except OSError:  # some systems (macOS) let only root make a file this way
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
         with contextlib.suppress(FileNotFoundError):
-            os.close(_open_private(path + suffix, os.O_RDONLY))
+            status = os.stat(name)
+            # Exactly 0600: the umask may have taken more than the others' bits.
+            if stat.S_IMODE(status.st_mode) != 0o600 and status.st_uid == os.geteuid():
+                os.chmod(name, 0o600)
 
 
 def _connect_sqlite(path: str, connect_timeout: int) -> Any:

@@ -8,13 +8,14 @@ import os
 import sqlite3
 import stat
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from deploy_history_helpers import VENV_BIN, Project, closed_port
 
-from slipway.history_store import HistoryStore
+from slipway.history_store import HistoryStore, _connect_sqlite
 
 URL_PASSWORD = "Url-Pass-4417"
 STORE_URL = f"postgresql://deployer:{URL_PASSWORD}@db.example.com/app"
@@ -173,6 +174,25 @@ def test_an_existing_store_readable_by_others_is_made_private(tmp_path):
 
     assert stat.S_IMODE(store_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(f"{store_path}-wal").stat().st_mode) == 0o600
+
+
+def test_making_the_store_private_keeps_the_locks_of_connections_already_open(tmp_path):
+    # Closing any descriptor of a file drops every POSIX lock the process holds on it.
+    store_path = str(tmp_path / "history.sqlite3")
+    with HistoryStore(store_path) as store:
+        store.ensure_schema()
+    writer = sqlite3.connect(store_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the write lock, held by this process
+
+    _connect_sqlite(store_path, 5).close()  # another thread of the process opens the store
+
+    rival = subprocess.run(
+        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0,"
+         " isolation_level=None); c.execute('BEGIN IMMEDIATE')", store_path],
+        capture_output=True, text=True)
+    writer.rollback()
+    writer.close()
+    assert rival.returncode != 0 and "database is locked" in rival.stderr, rival.stderr
 
 
 def test_a_spooled_run_keeps_its_secrets_out_of_a_private_file(tmp_path):
