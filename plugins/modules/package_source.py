@@ -45,10 +45,18 @@ options:
               ".pytest_cache", ".mypy_cache", ".ruff_cache"]
   requirements:
     description:
-      - Path of the pip requirements file inside the source; its digest is returned so that
-        wheels can be cached per requirements.
+      - Path of the pip requirements file inside the source (with O(dependencies=requirements),
+        or found by O(dependencies=auto)). The files it includes (C(-r), C(-c)) are followed.
     type: str
     default: requirements.txt
+  dependencies:
+    description:
+      - How the source declares its Python dependencies. V(auto) looks for O(requirements),
+        then C(pyproject.toml) with C(uv.lock) (V(uv)), then a C(pyproject.toml) with a
+        C([project]) table (V(pyproject)), and fails naming the files it looked for.
+    type: str
+    choices: [auto, requirements, uv, pyproject]
+    default: auto
 attributes:
   check_mode:
     description: Can run in check mode and predict its changes without making them.
@@ -115,15 +123,25 @@ dirty:
   returned: always
   type: bool
   sample: false
-requirements_file:
+dependencies:
   description:
-    - A copy of the requirements file kept beside the archive, named after its digest, for
-      building wheels on the controller (empty when the source has none).
+    - How the source declares its dependencies - C(format) (V(requirements), V(uv) or
+      V(pyproject)), C(files) (every dependency file, includes too), C(digest) (SHA-256 over
+      them), C(requirements) (the top requirements file), C(dependencies) (a plain pyproject's
+      list), C(build_project) (whether the project itself is installed) and C(requires_python)
+      (from C(pyproject.toml), empty when not declared).
   returned: always
-  type: str
-  sample: /root/.cache/slipway/releases/mes/requirements-1b4f0e985197.txt
+  type: dict
+  sample:
+    format: requirements
+    files: [requirements.txt, requirements/base.txt]
+    digest: 1b4f0e9851971998e732078544c96b36c3d01cedf7caa332359d6f1d83567014
+    requirements: requirements.txt
+    dependencies: []
+    build_project: false
+    requires_python: ">=3.12"
 requirements_digest:
-  description: SHA-256 of the requirements file (empty when the source has none).
+  description: The same as RV(dependencies.digest), kept for earlier callers.
   returned: always
   type: str
   sample: 1b4f0e9851971998e732078544c96b36c3d01cedf7caa332359d6f1d83567014
@@ -146,6 +164,10 @@ import tarfile
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.slipway.django.plugins.module_utils.app_dependencies import (
+    DependencyError,
+    detect,
+)
 
 GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:)|\.git/?$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -317,26 +339,27 @@ def package(params: dict, check_mode: bool) -> dict:
             raise SourceError(f"source {source!r} holds no files once {patterns} are left out")
         digest = tree_digest(root, files)
         release_id = digest[:12]
-        requirements = os.path.join(root, params["requirements"])
+        try:
+            dependencies = detect(root, params["dependencies"], params["requirements"])
+        except DependencyError as exc:
+            raise SourceError(str(exc)) from exc
+        left_out = [name for name in dependencies["files"] if name not in files]
+        if left_out:
+            raise SourceError(f"the dependency files {', '.join(left_out)} are left out of the "
+                              f"release by app_source_exclude {patterns}; keep them in")
         archive = os.path.join(dest, f"{release_id}.tar.gz")
-        requirements_digest = file_sha256(requirements) if os.path.isfile(requirements) else ""
-        requirements_copy = (os.path.join(dest, f"requirements-{requirements_digest[:12]}.txt")
-                             if requirements_digest else "")
-        changed = not os.path.exists(archive) or bool(
-            requirements_copy and not os.path.exists(requirements_copy))
+        changed = not os.path.exists(archive)
         if changed and not check_mode:
             os.makedirs(dest, exist_ok=True)
             write_archive(root, files, archive)
-            if requirements_copy:
-                shutil.copyfile(requirements, requirements_copy)
         result.update(
             changed=changed,
             release_id=release_id,
             archive=archive,
             digest=digest,
             files=len(files),
-            requirements_digest=requirements_digest,
-            requirements_file=requirements_copy,
+            dependencies=dependencies,
+            requirements_digest=dependencies["digest"],
         )
     return result
 
@@ -352,6 +375,8 @@ def main() -> None:
                                     "*.sqlite3", "node_modules", ".pytest_cache", ".mypy_cache",
                                     ".ruff_cache"]},
             "requirements": {"type": "str", "default": "requirements.txt"},
+            "dependencies": {"type": "str", "default": "auto",
+                             "choices": ["auto", "requirements", "uv", "pyproject"]},
         },
         supports_check_mode=True,
     )

@@ -23,7 +23,7 @@ def make_app(root: Path) -> Path:
 
 def package(source: Path | str, dest: Path, check_mode: bool = False, version: str = "HEAD"):
     params = {"source": str(source), "version": version, "dest": str(dest), "exclude": EXCLUDE,
-              "requirements": "requirements.txt"}
+              "requirements": "requirements.txt", "dependencies": "auto"}
     return package_source.package(params, check_mode)
 
 
@@ -74,12 +74,29 @@ def test_check_mode_reports_the_release_without_writing_it(tmp_path):
     assert not Path(result["archive"]).exists()
 
 
-def test_requirements_are_copied_beside_the_archive_under_their_digest(tmp_path):
+def test_the_dependencies_are_reported_with_the_digest_of_their_whole_tree(tmp_path):
     app = make_app(tmp_path / "app")
-    result = package(app, tmp_path / "out")
-    copy = Path(result["requirements_file"])
-    assert copy.read_text() == "Django==5.2.19\n"
-    assert result["requirements_digest"][:12] in copy.name
+    (app / "requirements.txt").write_text("-r requirements/production.txt\n")
+    (app / "requirements").mkdir()
+    (app / "requirements" / "production.txt").write_text("-r base.txt\ngunicorn==23.0.0\n")
+    (app / "requirements" / "base.txt").write_text("Django==5.2.19\n")
+    first = package(app, tmp_path / "out")
+    assert first["dependencies"]["format"] == "requirements"
+    assert first["dependencies"]["files"] == [
+        "requirements.txt", "requirements/production.txt", "requirements/base.txt"]
+    (app / "requirements" / "base.txt").write_text("Django==5.2.20\n")
+    second = package(app, tmp_path / "out")
+    assert second["dependencies"]["digest"] != first["dependencies"]["digest"]
+    assert second["requirements_digest"] == second["dependencies"]["digest"]
+
+
+def test_excluding_a_dependency_file_is_refused(tmp_path):
+    app = make_app(tmp_path / "app")
+    params = {"source": str(app), "version": "HEAD", "dest": str(tmp_path / "out"),
+              "exclude": [*EXCLUDE, "requirements.txt"], "requirements": "requirements.txt",
+              "dependencies": "auto"}
+    with pytest.raises(package_source.SourceError, match="left out of the release"):
+        package_source.package(params, False)
 
 
 def test_an_archive_with_one_top_directory_packages_like_the_directory(tmp_path):
