@@ -24,8 +24,9 @@ def audit(site: Site, **filters: str) -> list[dict]:
     return response.json()["audit"]
 
 
-def console_db(site: Site) -> sqlite3.Connection:
-    return sqlite3.connect(site.root / "console.sqlite3", isolation_level=None)
+def console_db(site: Site) -> closing[sqlite3.Connection]:
+    """The console's database, opened as an operator would (closed at the end of a with)."""
+    return closing(sqlite3.connect(site.root / "console.sqlite3", isolation_level=None))
 
 
 def mode(path) -> int:
@@ -54,7 +55,7 @@ def test_cancelling_a_finished_run_is_a_409_and_audited(site):
     assert again.status_code == 409
     assert again.json()["detail"] == f"run {run_id} is not running (it is success)"
     assert again.json()["run_status"] == "success"
-    page, _ = login(site, "alice")
+    page = login(site, "alice")[0]
     with closing(page):
         form = page.post(f"/runs/{run_id}/cancel", data={"csrf_token": csrf_of(page)})
     assert form.status_code == 409 and "is not running" in form.text
@@ -74,7 +75,7 @@ def test_a_double_click_on_cancel_stops_the_run_once_and_refuses_the_other_with_
             go.wait()
             answers.append(client.post(f"/api/v1/deploy/cancel/{run['id']}"))
 
-    clicks = [threading.Thread(target=click) for _ in range(2)]
+    clicks = [threading.Thread(target=click) for _click in range(2)]
     for thread in clicks:
         thread.start()
     for thread in clicks:
@@ -185,7 +186,7 @@ def test_tokens_are_listed_without_secrets_revoked_one_by_one_and_expire(site):
         # Its expiry passes (written into the past, as time would).
         with console_db(site) as connection:
             connection.execute("UPDATE tokens SET expires_at = '2000-01-01 00:00:00.000000' "
-                                "WHERE id = ?", (kept["id"],))
+                               "WHERE id = ?", (kept["id"],))
         expired = client.get("/api/v1/me")
     assert expired.status_code == 401 and "expired" in expired.json()["detail"]
     revoked = [row for row in audit(site, action="revoke-token") if row["actor"] == "tess"]
@@ -242,7 +243,7 @@ def test_the_command_line_makes_lists_and_revokes_tokens(site):
 
 
 def test_tokens_from_the_account_page(site):
-    client, _ = login(site, "alice")
+    client = login(site, "alice")[0]
     with closing(client):
         made = client.post("/account/tokens", data={"csrf_token": csrf_of(client, "/account"),
                                                     "expires": "7d"})
@@ -267,8 +268,8 @@ def test_tokens_from_the_account_page(site):
 def test_a_password_change_needs_the_current_password_and_ends_the_other_sessions(site):
     site.add_user_by_api("pat", "viewer")
     new_password = "a brand new passphrase"
-    here, _ = login(site, "pat")
-    there, _ = login(site, "pat")
+    here = login(site, "pat")[0]
+    there = login(site, "pat")[0]
     with closing(here), closing(there):
         csrf = {"X-CSRF-Token": csrf_of(here, "/account")}
         wrong = here.post("/api/v1/me/password", headers=csrf, json={
@@ -298,7 +299,7 @@ def test_a_password_change_needs_the_current_password_and_ends_the_other_session
 
 def test_a_password_change_from_the_account_page(site):
     site.add_user_by_api("quinn", "viewer")
-    client, _ = login(site, "quinn")
+    client = login(site, "quinn")[0]
     with closing(client):
         csrf = csrf_of(client, "/account")
         differ = client.post("/account/password", data={
@@ -317,7 +318,7 @@ def test_a_password_change_from_the_account_page(site):
 
 def test_guessing_the_current_password_is_throttled_like_a_login(site):
     site.add_user_by_api("rory", "viewer")
-    client, _ = login(site, "rory")
+    client = login(site, "rory")[0]
     with closing(client):
         csrf = {"X-CSRF-Token": csrf_of(client, "/account")}
         guesses = [client.post("/api/v1/me/password", headers=csrf, json={
@@ -404,7 +405,7 @@ def test_integers_out_of_range_in_bodies_and_headers_are_422(site, number):
     ("POST", "/account/tokens/{n}/revoke"),
 ])
 def test_integers_out_of_range_in_pages_are_422(site, method, path, number):
-    client, _ = login(site, "root")
+    client = login(site, "root")[0]
     with closing(client):
         data = {"csrf_token": csrf_of(client)} if method == "POST" else None
         response = client.request(method, path.format(n=number), data=data)
@@ -437,10 +438,10 @@ def test_a_body_over_the_limit_is_413_before_authentication(site):
                              headers={"Content-Type": "application/json",
                                       "Authorization": "Bearer not-a-token"})
         streamed = client.post("/api/v1/deploy/trigger",
-                               content=(b"x" * 65536 for _ in range(limit // 65536 + 2)),
+                               content=(b"x" * 65536 for _chunk in range(limit // 65536 + 2)),
                                headers={"Content-Type": "application/json"})
         login_form = client.post("/login", content=(b"name=" + b"a" * 65536
-                                                    for _ in range(limit // 65536 + 2)),
+                                                    for _chunk in range(limit // 65536 + 2)),
                                  headers={"Content-Type":
                                           "application/x-www-form-urlencoded"})
     assert small.status_code == 401, "a small body reaches authentication"
