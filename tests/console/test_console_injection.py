@@ -67,8 +67,8 @@ def test_a_template_in_the_description_is_recorded_as_text_and_never_runs(site, 
     ("100%", "'%'"),
     ("naïve", "'ï'"),
 ])
-def test_a_branch_outside_what_git_refs_use_is_a_422_naming_the_character(site, tmp_path,
-                                                                         template, named):
+def test_a_branch_outside_what_git_refs_use_is_a_422_naming_the_character(
+        site, tmp_path, template, named):
     marker = tmp_path / "PWNED-branch"
     before = len(site.runs())
     with site.api("alice") as client:

@@ -9,8 +9,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ansible_task import run_task  # noqa: E402
@@ -34,8 +32,8 @@ def version_of(python: str) -> tuple[int, int]:
 
 def members(archive: str) -> dict[str, bytes]:
     with tarfile.open(archive) as tar:
-        return {member.name.lstrip("./"): (tar.extractfile(member).read()
-                                          if member.isfile() else b"")
+        return {member.name.lstrip("./"):
+                tar.extractfile(member).read() if member.isfile() else b""
                 for member in tar.getmembers()}
 
 

@@ -152,8 +152,8 @@ def test_a_missing_source_fails_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.parametrize("version", ["--output=MARKER", "-h", "", "main branch", "main\n--all"])
-def test_a_version_git_could_read_as_an_option_is_refused_before_git_runs(tmp_path, repository,
-                                                                         version):
+def test_a_version_git_could_read_as_an_option_is_refused_before_git_runs(
+        tmp_path, repository, version):
     marker = tmp_path / "pwned"
     with pytest.raises(package_source.SourceError, match="not a branch, tag or commit name"):
         package(f"file://{repository}", tmp_path / "out",
