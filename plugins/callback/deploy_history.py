@@ -23,9 +23,11 @@ description:
     text (log, task messages, extra variables, error message). The values of variables whose
     names look secret (password, secret, token, key) or that the argument spec of a role marks
     C(no_log) (the roles of this collection and of the play); vaulted values under any name; the
-    passwords of URLs; the values of module arguments that the module marks C(no_log); what the
-    templates of a C(no_log) task rendered to (except in arguments that name places, owners or
-    states, such as C(dest), C(owner) or C(mode)) and its arguments with secret-looking names.
+    passwords of URLs. And, from the time a task has run, the values of its module arguments
+    that the module marks C(no_log), and for a C(no_log) task its arguments with secret-looking
+    names and what its templates rendered to (8 characters or more, not a number, a boolean or
+    a path, and not in arguments that name places, owners or states, such as C(dest), C(owner),
+    C(mode) or C(host)).
   - Whatever has the shape of a secret is masked too, under any name. The user-info of a URL
     (C(scheme://user:********@host)), a PEM private key, and the value written after a
     secret-looking name and a colon or an equals sign (C(DB_PASSWORD=...)).

@@ -44,6 +44,9 @@ _PLAIN_ARGUMENTS = frozenset({
 })
 _PLAIN_VALUE = re.compile(r"[-+]?\d+(\.\d+)?|true|false|yes|no|none|null|[/~].*",
                           re.IGNORECASE | re.DOTALL)
+# What a no_log task's template renders under an ordinary name is masked only from this length
+# on: shorter ones are mostly user and group names ("admin", "www-data"), seen all over a log.
+MIN_RENDERED_SECRET_LENGTH = 8
 _EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 
 
@@ -197,7 +200,8 @@ def no_log_task_values(args: Any, raw_args: Any, secret_names: Iterable[str] = (
                        inside_secret: bool = False) -> set[str]:
     """The secrets among the rendered arguments ``args`` of a no_log task, whose arguments were
     ``raw_args`` before rendering: every value under a secret name, and what the task's
-    templates rendered to, except in arguments that name places, owners or states."""
+    templates rendered to, except in arguments that name places, owners or states, and except
+    short values, numbers, booleans and paths."""
     found: set[str] = set()
     if isinstance(args, Mapping):
         raw = raw_args if isinstance(raw_args, Mapping) else {}
@@ -221,7 +225,8 @@ def no_log_task_values(args: Any, raw_args: Any, secret_names: Iterable[str] = (
             found.add(text)
         elif isinstance(raw_args, str) and "{{" in raw_args and raw_args != text:
             found |= {output for output in template_outputs(raw_args, text)
-                      if not _PLAIN_VALUE.fullmatch(output)}
+                      if len(output) >= MIN_RENDERED_SECRET_LENGTH
+                      and not _PLAIN_VALUE.fullmatch(output)}
     return found
 
 

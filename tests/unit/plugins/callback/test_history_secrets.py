@@ -197,7 +197,10 @@ def test_module_no_log_arguments_are_taken_from_the_arguments_the_task_passed():
 
 @pytest.mark.parametrize(("raw", "rendered", "secrets"), [
     ({"_raw_params": "printf %s {{ code }}"}, {"_raw_params": "printf %s Code-1234",
-                                               "_ansible_tmpdir": "/tmp/x"}, {"Code-1234"}),
+                                               "_ansible_remote_tmp": "~/.ansible/tmp"},
+     {"Code-1234"}),
+    ({"argv": ["adduser", "{{ admin_user }}"], "stdin": "{{ admin_pin }}"},
+     {"argv": ["adduser", "admin"], "stdin": "Pin-99887766"}, {"Pin-99887766"}),
     ({"content": "{{ key }}", "dest": "{{ app_root }}/key", "owner": "{{ app_user }}",
       "mode": "0600"},
      {"content": "Key-Body-99", "dest": "/srv/app/key", "owner": "shop", "mode": "0600"},
