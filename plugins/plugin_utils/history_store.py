@@ -302,20 +302,6 @@ def _while_sqlite_busy(operation: Callable[[], Any]) -> Any:
             time.sleep(min(0.05 * attempt, 0.5))
 
 
-def _open_private(path: str | Path, flags: int) -> int:
-    """``os.open(path, flags)`` for a file that only its owner may read: created 0600 (never
-    readable by others, not even for a moment), and made 0600 if it is ours and was not."""
-    fd = os.open(path, flags, 0o600)
-    try:
-        status = os.fstat(fd)
-        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _private_sqlite_files(path: str) -> None:
     """The store's file exists and is 0600 before SQLite opens it; SQLite gives its -wal and
     -shm files the mode of the database file, and older ones are tightened here.
@@ -895,6 +881,20 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
+
+
+def _open_private(path: str | Path, flags: int) -> int:
+    """``os.open(path, flags)`` for a file that only its owner may read: created 0600 (never
+    readable by others, not even for a moment), and made 0600 if it is ours and was not."""
+    fd = os.open(path, flags, 0o600)
+    try:
+        status = os.fstat(fd)
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Spool:

@@ -63,11 +63,15 @@ LEAKY = """
 """
 
 
+def _vault_password_file(project: Project) -> Path:
+    return project.root / "vault-password"
+
+
 def _vault(project: Project, name: str, value: str) -> str:
     """``name: !vault |...``, encrypted with the project's vault password."""
     result = subprocess.run(
         [str(VENV_BIN / "ansible-vault"), "encrypt_string", "--vault-password-file",
-         str(project.vault_password_file), "--name", name, value],
+         str(_vault_password_file(project)), "--name", name, value],
         capture_output=True, text=True, check=True, env=project.env())
     return result.stdout
 
@@ -76,8 +80,7 @@ def _leaky_project(root: Path, store_url: str) -> Project:
     project = Project(root, store_url, group_vars={
         "launch_code": LAUNCH_CODE, "mirror_word": MIRROR_WORD, "salted_salt": SALT,
         "pepper": PEPPER, "console_history_db": CONSOLE_DB, "mirror_port": closed_port()})
-    project.vault_password_file = root / "vault-password"
-    project.vault_password_file.write_text("correct-vault-password\n")
+    _vault_password_file(project).write_text("correct-vault-password\n")
     group_vars = project.inventory.parent / "group_vars"
     (group_vars / "web.yml").write_text("---\n" + _vault(project, "recipe", VAULTED))
     (root / "extra.yml").write_text("---\n" + _vault(project, "courier", VAULTED_EXTRA))
@@ -105,7 +108,7 @@ def _run_leaky(project: Project) -> subprocess.CompletedProcess:
     playbook = project.playbook("deploy", LEAKY)
     old_umask = os.umask(0)  # a store created 0644 (or worse) would show here
     try:
-        return project.run(playbook, "--vault-password-file", str(project.vault_password_file),
+        return project.run(playbook, "--vault-password-file", str(_vault_password_file(project)),
                            "-e", f"store_url={STORE_URL}", "-e", f"@{project.root / 'extra.yml'}")
     finally:
         os.umask(old_umask)
@@ -147,7 +150,7 @@ def test_planted_secrets_reach_no_byte_of_the_store(tmp_path, store_url, request
     assert "mirror word ********, console history ********" in log
 
 
-def test_sqlite_store_is_created_readable_by_its_owner_only(tmp_path, request):
+def test_sqlite_store_is_created_readable_by_its_owner_only(tmp_path):
     store_path = str(tmp_path / "data" / "history.sqlite3")
     project = _leaky_project(tmp_path / "p", store_path)
 
