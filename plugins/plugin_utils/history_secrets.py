@@ -106,7 +106,7 @@ def secret_values(variables: Any, render: Callable[[str], Any] | None = None,
             if text and "{{" not in text:
                 found.add(text)
         else:
-            found |= url_passwords(text)
+            found |= {password for password in url_passwords(text) if "{{" not in password}
     return found
 
 

@@ -53,6 +53,7 @@ def test_secret_values_are_found_at_any_depth_under_secret_names_and_in_urls():
         "vault": {"api_key": ["k-111111", "k-222222"]},
         "templated_secret": "{{ lookup('env', 'X') }}",
         "mirror": "https://mirror:Mirr0r-pw@pkgs.example.com/simple",
+        "templated_mirror": "https://mirror:{{mirror_pw}}@pkgs.example.com/simple",
         "signing_salt": "Salt-123456",
     }
 
