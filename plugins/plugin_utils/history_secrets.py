@@ -45,7 +45,7 @@ _PLAIN_ARGUMENTS = frozenset({
 _PLAIN_VALUE = re.compile(r"[-+]?\d+(\.\d+)?|true|false|yes|no|none|null|[/~].*",
                           re.IGNORECASE | re.DOTALL)
 # What a no_log task's template renders under an ordinary name is masked only from this length
-# on: shorter ones are mostly user and group names ("admin", "www-data"), seen all over a log.
+# on: shorter ones are mostly user and group names ("admin", "deploy"), seen all over a log.
 MIN_RENDERED_SECRET_LENGTH = 8
 _EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 

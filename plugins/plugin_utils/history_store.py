@@ -413,7 +413,7 @@ def url_passwords(text: str) -> set[str]:
 def _mask_shape(text: str) -> str:
     """What a match of _SHAPES becomes: the secret part of it masked, the rest kept."""
     if text.startswith("://"):
-        user, colon, _ = text[3:-1].partition(":")
+        user, colon = text[3:-1].partition(":")[:2]
         if colon:
             return f"://{user}:{MASK}@"
         return f"://{MASK}@" if user else text

@@ -137,7 +137,7 @@ def test_scrubber_learns_while_another_thread_scrubs():
     results = []
 
     def scrub():
-        for _ in range(200):
+        for _attempt in range(200):
             results.append(scrubber.scrub("secret-0000 and secret-0199"))
 
     reader = threading.Thread(target=scrub)
