@@ -16,7 +16,7 @@ MOLECULE_SCENARIOS ?= update multihost console mysql
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -36,9 +36,14 @@ venv: $(VENV)/.installed $(COLLECTION_LINK) ## Create .venv/ with the pinned con
 host: ## Install podman, runc, debootstrap and the test databases; configure podman
 	bash tests/testbed/setup-host.sh
 
+# About a minute each when missing (debootstrap); then reused until the recipe changes.
 .PHONY: image
-image: host ## Build (or reuse) the local systemd base image
-	bash tests/testbed/build-image.sh >/dev/null
+image: host ## Build (or reuse) the local Debian 12 systemd base image
+	bash tests/testbed/build-image.sh bookworm >/dev/null
+
+.PHONY: image13
+image13: host ## Build (or reuse) the local Debian 13 systemd base image
+	bash tests/testbed/build-image.sh trixie >/dev/null
 
 .PHONY: demo
 demo: venv image ## Start the demo host and deploy the example app onto it
@@ -66,7 +71,7 @@ integration: venv host ## Integration tests against real PostgreSQL and MariaDB 
 	pytest -q tests/integration
 
 .PHONY: molecule
-molecule: venv image ## Molecule scenarios on podman systemd hosts
+molecule: venv image image13 ## Molecule scenarios on podman systemd hosts
 	bash tests/testbed/run-molecule.sh $(MOLECULE_SCENARIOS)
 
 .PHONY: console
