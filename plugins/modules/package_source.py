@@ -141,7 +141,7 @@ dependencies:
     build_project: false
     requires_python: ">=3.12"
 requirements_digest:
-  description: The same as RV(dependencies.digest), kept for earlier callers.
+  description: The C(digest) of RV(dependencies), kept for earlier callers.
   returned: always
   type: str
   sample: 1b4f0e9851971998e732078544c96b36c3d01cedf7caa332359d6f1d83567014

@@ -163,14 +163,13 @@ python_version:
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import tarfile
 import tempfile
 import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 REQUIREMENTS_NAME = "slipway-requirements.txt"
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
@@ -227,11 +226,10 @@ def explain(output: str, python: str, version: str, index_url: str) -> str:
 
 def probe_index(index_url: str, ca_bundle: str | None, timeout: int) -> None:
     """Fail early, with a clear message, when the index does not answer at all."""
-    context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
     url = index_url.rstrip("/") + "/pip/"
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context):  # noqa: S310
-            return
+        open_url(url, timeout=timeout, ca_path=ca_bundle, follow_redirects="all").close()
+        return
     except urllib.error.HTTPError:
         return  # it answered: a private index may not serve pip itself
     except (urllib.error.URLError, OSError, ValueError) as exc:

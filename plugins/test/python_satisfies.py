@@ -37,13 +37,20 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+
+try:  # ansible-core itself depends on packaging
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+except ImportError:
+    SpecifierSet = None
 
 
 def python_satisfies(version, specifier):
     if not specifier or not str(specifier).strip():
         return True
+    if SpecifierSet is None:
+        raise AnsibleFilterError("the python_satisfies test needs the Python package "
+                                 "'packaging' on the controller")
     try:
         return Version(str(version)) in SpecifierSet(str(specifier))
     except (InvalidSpecifier, InvalidVersion) as exc:
