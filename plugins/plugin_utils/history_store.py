@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import sqlite3
 import stat
@@ -63,6 +64,7 @@ TASK_COLUMNS = ("host", "play", "task", "action", "status", "changed", "started_
                 "duration_ms", "message")
 _TIMESTAMP_COLUMNS = frozenset({"started_at", "completed_at", "created_at", "updated_at"})
 _SQLITE_RETRIES = 20
+_TRANSIENT_RETRIES = 8
 
 
 class HistoryStoreError(Exception):
@@ -132,6 +134,10 @@ class _Dialect:
     def lock_schema_in_transaction(self, cursor: Any) -> None:
         """Taken inside the schema transaction, released by its commit."""
 
+    def transient(self, exc: BaseException) -> bool:
+        """True for an error that trying the same transaction again can cure (a deadlock)."""
+        return False
+
 
 class _SQLite(_Dialect):
     name = "sqlite"
@@ -143,6 +149,10 @@ class _SQLite(_Dialect):
             return value.isoformat(sep=" ", timespec="microseconds")
         return value
 
+    def transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in str(exc) or "busy" in str(exc))
+
 
 class _PostgreSQL(_Dialect):
     name = "postgresql"
@@ -152,6 +162,10 @@ class _PostgreSQL(_Dialect):
     def lock_schema_in_transaction(self, cursor: Any) -> None:
         # Two runs starting at once on an empty database must not both create the tables.
         cursor.execute("SELECT pg_advisory_xact_lock(7291554)")
+
+    def transient(self, exc: BaseException) -> bool:
+        # deadlock_detected, serialization_failure
+        return getattr(exc, "pgcode", None) in ("40P01", "40001")
 
 
 class _MySQL(_Dialect):
@@ -163,6 +177,10 @@ class _MySQL(_Dialect):
 
     def concat(self, left: str, right: str) -> str:
         return f"CONCAT({left}, {right})"
+
+    def transient(self, exc: BaseException) -> bool:
+        # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT: InnoDB rolled the statement or all back.
+        return bool(getattr(exc, "args", None)) and exc.args[0] in (1213, 1205)
 
     @contextlib.contextmanager
     def schema_lock(self, connection: Any) -> Iterator[None]:
@@ -276,6 +294,8 @@ def _connect_mysql(url: str, connect_timeout: int) -> Any:
         "charset": "utf8mb4",
         "connect_timeout": connect_timeout,
         "autocommit": False,
+        # Without gap locks, runs writing their own rows at once do not deadlock each other.
+        "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
     }
     if "unix_socket" in query:
         kwargs["unix_socket"] = query["unix_socket"][0]
@@ -626,6 +646,23 @@ class HistoryStore:
         marked ``cancelled`` keeps that status).
         """
         self.ensure_schema()
+        operations = list(operations)
+        return self._retrying(lambda: self._apply(run_uuid, operations))
+
+    def _retrying(self, write: Callable[[], Any]) -> Any:
+        """write(), a whole transaction, tried again (bounded) after a deadlock: the database
+        rolled it back entirely, so running it again is safe."""
+        for attempt in range(1, _TRANSIENT_RETRIES + 1):
+            try:
+                return write()
+            except HistoryStoreError as exc:
+                if attempt == _TRANSIENT_RETRIES or exc.__cause__ is None \
+                        or not self.dialect.transient(exc.__cause__):
+                    raise
+                time.sleep(0.05 * attempt + random.random() * 0.1)  # noqa: S311
+        raise AssertionError("unreachable")
+
+    def _apply(self, run_uuid: str, operations: list[Sequence[Any]]) -> int:
         with self._transaction() as cursor:
             deploy_id = self._run_id(cursor, run_uuid)
             for kind, payload in operations:
@@ -738,6 +775,10 @@ class HistoryStore:
                         own_pid: int | None = None) -> list[int]:
         """Mark ``interrupted`` the running runs of this controller whose process is gone."""
         self.ensure_schema()
+        return self._retrying(lambda: self._mark_stale_runs(controller, is_alive, own_pid))
+
+    def _mark_stale_runs(self, controller: str, is_alive: Callable[[int], bool],
+                         own_pid: int | None) -> list[int]:
         with self._transaction() as cursor:
             self._execute(cursor, "SELECT id, pid, started_at, updated_at FROM deploy_history "
                           "WHERE status = 'running' AND controller = ?", (controller,))

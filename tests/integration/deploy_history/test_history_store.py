@@ -45,6 +45,47 @@ def test_schema_is_created_once_when_many_writers_start_together(store_url):
         assert store.count_runs() == 6
 
 
+def test_runs_writing_at_once_all_finish(store_url):
+    """Eight runs writing their hosts, tasks and ends at the same moment, round after round:
+    a deadlock between them is tried again, never left as a run stuck in 'running'."""
+    with HistoryStore(store_url) as store:
+        store.ensure_schema()
+    errors = []
+    barrier = threading.Barrier(8)
+    task = {"host": "web1", "play": "p", "task": "t", "action": "ping", "status": "ok",
+            "changed": 0, "started_at": utcnow(), "duration_ms": 3, "message": None}
+
+    def write_one_run():
+        try:
+            with HistoryStore(store_url) as store:
+                run_uuid = new_run_uuid()
+                store.apply(run_uuid, [("start", {"environment": "prod", "deployed_by": "bob"})])
+                for _ in range(5):
+                    barrier.wait(timeout=60)
+                    store.apply(run_uuid, [("tasks", [task, task]),
+                                           ("hosts", {"web1": {"ok": 2}, "web2": {"ok": 1}}),
+                                           ("log", "ok: [web1]\n")])
+                barrier.wait(timeout=60)
+                store.apply(run_uuid, [("hosts", {"web1": {"ok": 3}, "web2": {"ok": 2}}),
+                                       ("finish", {"status": "success"})])
+        except (HistoryStoreError, threading.BrokenBarrierError) as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=write_one_run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with HistoryStore(store_url) as store:
+        runs = store.list_runs(limit=20)
+        assert [run["status"] for run in runs] == ["success"] * 8
+        assert all(len(store.task_results(run["id"])) == 10 for run in runs)
+        assert len(store.dump()["deploy_host_summary"]) == 16
+
+
 def test_log_can_be_followed_from_an_offset_while_it_grows(store_url):
     with HistoryStore(store_url) as store:
         run_uuid = new_run_uuid()
