@@ -1,0 +1,55 @@
+"""The release of a uv project (pyproject.toml + uv.lock, no requirements.txt) is installed from
+its lock: the versions uv.lock pins, not what a new resolution would pick."""
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+
+APP = "shop"
+CURRENT = f"/srv/{APP}/current"
+# Written by prepare.yml (tests/testbed/uv_app.py): the deployed source and what its lock holds.
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+LOCK = tomllib.loads((EPHEMERAL / "uv-app" / "uv.lock").read_text())
+HELD = json.loads((EPHEMERAL / "uv-app.json").read_text())
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed(host) -> dict[str, str]:
+    """Every distribution in the current release's virtualenv: normalized name -> version."""
+    listing = host.check_output(
+        f"{CURRENT}/venv/bin/python -c 'import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata[\"Name\"]: d.version for d in m.distributions()}))'")
+    return {normalized(name): version for name, version in json.loads(listing).items()}
+
+
+def test_the_release_record_says_its_dependencies_came_from_the_uv_lock(host):
+    record = json.loads(host.file(f"{CURRENT}/.slipway-release.json").content_string)
+    assert record["dependencies"] == "uv"
+    assert not host.file(f"{CURRENT}/requirements.txt").exists
+    assert host.file(f"{CURRENT}/uv.lock").exists
+
+
+def test_every_package_in_the_release_virtualenv_is_at_the_version_the_lock_pins(host):
+    locked = {normalized(entry["name"]): entry["version"] for entry in LOCK["package"]
+              if normalized(entry["name"]) != "shop"}
+    found = installed(host)
+    assert {name: found.get(name) for name in ("django", "celery", "kombu", "pymysql")} \
+        == {name: locked[name] for name in ("django", "celery", "kombu", "pymysql")}
+    assert {name: version for name, version in found.items() if locked.get(name) != version} \
+        == {}, "installed but not locked, or at another version than the lock's"
+
+
+def test_a_package_the_lock_holds_back_is_installed_at_the_locked_version(host):
+    assert HELD["locked"] != HELD["resolved"], "the lock must differ from a new resolution"
+    assert installed(host)[HELD["package"]] == HELD["locked"]
+
+
+def test_the_release_virtualenv_was_made_by_uv(host):
+    config = host.file(f"{CURRENT}/venv/pyvenv.cfg").content_string
+    assert re.search(r"^uv = \d", config, re.MULTILINE), config
+
