@@ -1,14 +1,21 @@
 """The release of a uv project (pyproject.toml + uv.lock, no requirements.txt) is installed from
-its lock: the versions uv.lock pins, not what a new resolution would pick."""
+its lock: the versions uv.lock pins, not what a new resolution would pick. The last test deploys
+a code change with another app_uv_version: it must make that release's virtualenv."""
 
 import json
 import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
 APP = "shop"
 CURRENT = f"/srv/{APP}/current"
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+# Another uv than the default app_uv_version (roles/app/defaults/main.yml).
+OTHER_UV = "0.13.8"
+RUN_TIMEOUT = 900
 # Written by prepare.yml (tests/testbed/uv_app.py): the deployed source and what its lock holds.
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 LOCK = tomllib.loads((EPHEMERAL / "uv-app" / "uv.lock").read_text())
@@ -53,3 +60,24 @@ def test_the_release_virtualenv_was_made_by_uv(host):
     config = host.file(f"{CURRENT}/venv/pyvenv.cfg").content_string
     assert re.search(r"^uv = \d", config, re.MULTILINE), config
 
+
+def test_another_app_uv_version_makes_the_next_release_with_that_uv(host):
+    before = json.loads(host.file(f"{CURRENT}/.slipway-release.json").content_string)
+    source = EPHEMERAL / "uv-app-next"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(EPHEMERAL / "uv-app", source)
+    with (source / "config" / "urls.py").open("a") as urls:
+        urls.write("# The next release: the same lock, another uv.\n")
+
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+         str(PROJECT / "playbooks" / "deploy.yml"), "-e", f"app_source={source}",
+         "-e", f"app_uv_version={OTHER_UV}"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=PROJECT)
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    after = json.loads(host.file(f"{CURRENT}/.slipway-release.json").content_string)
+    assert after["release_id"] != before["release_id"]
+    config = host.file(f"{CURRENT}/venv/pyvenv.cfg").content_string
+    assert re.search(rf"^uv = {re.escape(OTHER_UV)}$", config, re.MULTILINE), config
+    assert installed(host)[HELD["package"]] == HELD["locked"]
