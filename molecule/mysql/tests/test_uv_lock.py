@@ -1,6 +1,7 @@
 """The release of a uv project (pyproject.toml + uv.lock, no requirements.txt) is installed from
-its lock: the versions uv.lock pins, not what a new resolution would pick. The last test deploys
-a code change with another app_uv_version: it must make that release's virtualenv."""
+its lock: the versions uv.lock pins, not what a new resolution would pick. The last tests deploy
+code changes with another app_uv_version, then with app_uv=false: each must make that release's
+virtualenv its way, from the same lock."""
 
 import json
 import os
@@ -61,23 +62,44 @@ def test_the_release_virtualenv_was_made_by_uv(host):
     assert re.search(r"^uv = \d", config, re.MULTILINE), config
 
 
-def test_another_app_uv_version_makes_the_next_release_with_that_uv(host):
-    before = json.loads(host.file(f"{CURRENT}/.slipway-release.json").content_string)
-    source = EPHEMERAL / "uv-app-next"
+def deploy_code_change(name: str, *extra: str) -> subprocess.CompletedProcess:
+    """deploy.yml of a copy of the deployed source with one changed file: the same lock."""
+    source = EPHEMERAL / name
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(EPHEMERAL / "uv-app", source)
     with (source / "config" / "urls.py").open("a") as urls:
-        urls.write("# The next release: the same lock, another uv.\n")
-
-    result = subprocess.run(
+        urls.write(f"# {name}: the same lock, new code.\n")
+    return subprocess.run(
         ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
-         str(PROJECT / "playbooks" / "deploy.yml"), "-e", f"app_source={source}",
-         "-e", f"app_uv_version={OTHER_UV}"],
+         str(PROJECT / "playbooks" / "deploy.yml"), "-e", f"app_source={source}", *extra],
         capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=PROJECT)
 
+
+def release_record(host) -> dict:
+    return json.loads(host.file(f"{CURRENT}/.slipway-release.json").content_string)
+
+
+def test_another_app_uv_version_makes_the_next_release_with_that_uv(host):
+    before = release_record(host)
+
+    result = deploy_code_change("uv-app-other-uv", "-e", f"app_uv_version={OTHER_UV}")
+
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
-    after = json.loads(host.file(f"{CURRENT}/.slipway-release.json").content_string)
-    assert after["release_id"] != before["release_id"]
+    assert release_record(host)["release_id"] != before["release_id"]
     config = host.file(f"{CURRENT}/venv/pyvenv.cfg").content_string
     assert re.search(rf"^uv = {re.escape(OTHER_UV)}$", config, re.MULTILINE), config
+    assert installed(host)[HELD["package"]] == HELD["locked"]
+
+
+def test_app_uv_false_on_the_command_line_makes_the_release_with_pip_from_the_lock(host):
+    before = release_record(host)
+
+    # As an operator types it: -e key=value makes the string "false".
+    result = deploy_code_change("uv-app-pip", "-e", "app_uv=false")
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    assert release_record(host)["release_id"] != before["release_id"]
+    config = host.file(f"{CURRENT}/venv/pyvenv.cfg").content_string
+    assert not re.search(r"^uv = ", config, re.MULTILINE), config
+    assert host.file(f"{CURRENT}/venv/bin/pip").exists
     assert installed(host)[HELD["package"]] == HELD["locked"]
