@@ -79,7 +79,7 @@ options:
   key:
     description:
       - The archive's name, which must change whenever what it holds would (the digest of the
-        dependency files, the interpreter's version and the platform).
+        dependency files, the interpreter's version, the platform and the O(tools)).
     type: str
     required: true
   find_links:
@@ -106,6 +106,8 @@ options:
     description:
       - Requirements of tools added under C(tools/) in the archive, for instance C(uv==0.9.5).
         With O(find_links), a tool whose wheel is not there is left out (RV(tools_missing)).
+      - With O(format=uv), the uv given here is the one that exports the lock (without one, any uv,
+        the one an earlier build installed or else the newest the index has).
     type: list
     elements: str
     default: []
@@ -332,16 +334,15 @@ class Builder:
             shutil.rmtree(work, ignore_errors=True)
 
     def uv(self, env: str, wheels: str) -> str:
-        """uv in the build virtualenv, from the tools' wheels (or the index)."""
-        uv = os.path.join(env, "bin", "uv")
-        if not os.path.exists(uv):
-            tools = os.path.join(wheels, "tools")
-            wanted = [tool for tool in self.params["tools"] if re.match(r"^uv\b", tool)] or ["uv"]
-            args = (["--no-index", "--find-links", tools] if os.listdir(tools)
-                    else self.pip_options())
-            self.checked([os.path.join(env, "bin", "pip"), "install", "--quiet", *args, *wanted],
-                         "could not install uv in the build virtualenv")
-        return uv
+        """uv in the build virtualenv, at the version O(tools) pins, from the tools' wheels (or
+        the index). The build virtualenv outlives a build: pip replaces the uv an earlier build
+        installed when the pin changed, and leaves one that meets it."""
+        tools = os.path.join(wheels, "tools")
+        wanted = [tool for tool in self.params["tools"] if re.match(r"^uv\b", tool)] or ["uv"]
+        args = ["--no-index", "--find-links", tools] if os.listdir(tools) else self.pip_options()
+        self.checked([os.path.join(env, "bin", "pip"), "install", "--quiet", *args, *wanted],
+                     "could not install uv in the build virtualenv")
+        return os.path.join(env, "bin", "uv")
 
 
 def archive_contents(archive: str) -> dict:

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ansible_task import run_task  # noqa: E402
 
 UV = "uv==0.13.9"
+OLDER_UV = "uv==0.13.8"
 SIX = "six==1.16.0"
 
 
@@ -88,7 +89,9 @@ def test_a_plain_pyproject_project_is_built_with_its_dependencies_and_tools(tmp_
     assert [name for name in result["tools"] if name.startswith("uv-0.13.9-")]
 
 
-def test_a_uv_lock_is_installed_as_locked(tmp_path):
+def uv_project(tmp_path: Path) -> Path:
+    """A uv project (no package) depending on six, whose uv.lock holds an older six than the
+    newest: a build must take the lock's, not re-resolve."""
     tools = tmp_path / "tools"
     subprocess.run([interpreter(), "-m", "venv", str(tools)], check=True)
     subprocess.run([str(tools / "bin" / "pip"), "install", "--quiet", UV], check=True)
@@ -97,13 +100,32 @@ def test_a_uv_lock_is_installed_as_locked(tmp_path):
     (source / "pyproject.toml").write_text(
         '[project]\nname = "shop"\nversion = "1.0"\nrequires-python = ">=3.10"\n'
         'dependencies = ["six"]\n[tool.uv]\npackage = false\n')
-    # Lock an older six than the newest: the build must take the lock's, not re-resolve.
     subprocess.run([str(tools / "bin" / "uv"), "lock", "--quiet", "--exclude-newer",
                     "2021-06-01T00:00:00Z"], cwd=source, check=True)
-    result = build(tmp_path, source, format="uv", tools=[UV])
+    return source
+
+
+def test_a_uv_lock_is_installed_as_locked(tmp_path):
+    result = build(tmp_path, uv_project(tmp_path), format="uv", tools=[UV])
     assert result.get("failed") is not True, result
     pins = members(result["archive"])["slipway-requirements.txt"].decode().split()
     assert pins == [SIX]
+
+
+def test_a_lock_is_exported_by_the_uv_the_tools_pin_after_the_pin_changed(tmp_path):
+    source = uv_project(tmp_path)
+    first = build(tmp_path, source, key="k1", format="uv", tools=[OLDER_UV])
+    assert first.get("failed") is not True, first
+
+    second = build(tmp_path, source, key="k2", format="uv", tools=[UV])
+
+    assert second.get("failed") is not True, second
+    assert [name for name in second["tools"] if name.startswith("uv-0.13.9-")]
+    build_envs = list((tmp_path / "cache").glob("buildenv-*"))
+    assert len(build_envs) == 1, build_envs
+    version = subprocess.run([str(build_envs[0] / "bin" / "uv"), "--version"],
+                             capture_output=True, text=True, check=True).stdout
+    assert version.split()[:2] == ["uv", UV.split("==")[1]]
 
 
 def test_the_offline_path_builds_from_the_users_wheels_without_any_index(tmp_path):
