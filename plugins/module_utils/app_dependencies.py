@@ -66,6 +66,26 @@ def requirements_tree(root: str, top: str) -> list[str]:
     return found
 
 
+def requirements_files(root: str) -> list[str]:
+    """The files of the source that look like requirements files (``requirements*.txt`` at the
+    root and ``*.txt`` in a ``requirements*/`` directory), relative to root, sorted."""
+    found = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if name.startswith("requirements") and name.endswith(".txt") and os.path.isfile(path):
+            found.append(name)
+        elif name.startswith("requirements") and os.path.isdir(path):
+            found += [f"{name}/{inner}" for inner in os.listdir(path)
+                      if inner.endswith(".txt") and os.path.isfile(os.path.join(path, inner))]
+    return sorted(found)
+
+
+def _missing_requirements(requirements_file: str, candidates: list[str]) -> str:
+    return (f"{requirements_file} (app_requirements_file) is not in the source, which has "
+            f"{', '.join(candidates)}: set app_requirements_file to the one that installs the "
+            "app in production")
+
+
 def _pyproject(root: str) -> dict | None:
     path = os.path.join(root, "pyproject.toml")
     if not os.path.isfile(path):
@@ -105,6 +125,9 @@ def detect(root: str, wanted: str = "auto", requirements_file: str = "requiremen
             chosen = "uv"
         elif project:
             chosen = "pyproject"
+        elif requirements_files(root):
+            raise DependencyError(_missing_requirements(requirements_file,
+                                                        requirements_files(root)))
         else:
             raise DependencyError(
                 f"the source declares no Python dependencies: looked for {requirements_file} "
@@ -115,8 +138,13 @@ def detect(root: str, wanted: str = "auto", requirements_file: str = "requiremen
               "requires_python": str(project.get("requires-python") or "")}
     if chosen == "requirements":
         if not has_requirements:
-            raise DependencyError(f"app_dependencies is requirements but {requirements_file} "
-                                  "(app_requirements_file) is not in the source")
+            candidates = requirements_files(root)
+            raise DependencyError(
+                "app_dependencies is requirements but "
+                + (_missing_requirements(requirements_file, candidates) if candidates else
+                   f"{requirements_file} (app_requirements_file) is not in the source, which "
+                   "has no requirements file: add it, or set app_dependencies to the format "
+                   "the app uses"))
         files = requirements_tree(root, os.path.normpath(requirements_file))
         result["requirements"] = files[0]
     elif chosen == "uv":

@@ -938,7 +938,8 @@ def irreversible_steps(migrate_plan):
 
 
 def preflight(connection, lint, migrate_plan):
-    """Findings for every dangerous operation in the plan, with live row counts."""
+    """Findings for every dangerous operation in the plan, with live row counts. An empty
+    database (no table at all: a first deploy) holds no data that RunPython/RunSQL could harm."""
     schema_tables = set(connection.introspection.table_names())
     counts, findings = {}, []
     for migration, backwards in migrate_plan:
@@ -946,6 +947,8 @@ def preflight(connection, lint, migrate_plan):
         for candidate in lint[key]['backwards' if backwards else 'forwards']:
             table = candidate.get('table')
             if table is not None and table not in schema_tables:
+                continue
+            if not schema_tables and candidate['kind'] == 'review':
                 continue
             rows = null_rows = None
             if table is not None:

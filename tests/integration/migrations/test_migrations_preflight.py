@@ -86,3 +86,16 @@ def test_each_kind_of_risky_operation_is_reported_with_its_table_and_rows(make_a
                     and "NOT NULL" in item["reason"])
     assert "1 of them NULL" in not_null["reason"]
     assert app.recorded() == {"api.0001_initial"}
+
+
+@pytest.mark.parametrize("vendor", ["sqlite"], indirect=True)
+def test_code_in_migrations_is_not_a_finding_on_an_empty_database(make_app):
+    """A first deploy: RunPython and RunSQL (Django's own contenttypes and auth migrations have
+    some) run on a database without a table, whose data they cannot harm."""
+    app = make_app(RISKY)
+
+    result = app.run_module(action="diagnose")
+
+    assert not result.get("failed"), result["msg"]
+    assert result["pending"] == ["api.0001_initial", "api.0002_risky"]
+    assert result["unsafe"] == []

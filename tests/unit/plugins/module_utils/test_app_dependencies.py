@@ -96,3 +96,17 @@ def test_a_named_format_the_source_lacks_is_refused(tmp_path, wanted, message):
     with pytest.raises(DependencyError, match=message.replace("[", r"\[").replace("(", r"\(")
                        .replace(")", r"\)")):
         detect(str(tmp_path), wanted)
+
+
+@pytest.mark.parametrize("wanted", ["auto", "requirements"])
+def test_a_requirements_file_not_in_the_source_names_those_that_are(tmp_path, wanted):
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "base.txt").write_text("Django\n")
+    (tmp_path / "requirements" / "production.txt").write_text("-r base.txt\ngunicorn\n")
+    (tmp_path / "requirements.txt").write_text("-r requirements/production.txt\n")
+    with pytest.raises(DependencyError) as error:
+        detect(str(tmp_path), wanted, "requirements/prod.txt")
+    assert str(error.value).endswith(
+        "requirements/prod.txt (app_requirements_file) is not in the source, which has "
+        "requirements.txt, requirements/base.txt, requirements/production.txt: set "
+        "app_requirements_file to the one that installs the app in production")
