@@ -9,8 +9,9 @@ OUTDIR/django6       `django-admin startproject mysite` of the newest Django 6.0
 OUTDIR/django6.json  the Django and Python versions that generated it.
 
 Nothing in it is written for slipway: the edits are those of the usual deployment checklist.
-Django 6 needs Python 3.12 or later and the controller runs 3.11, so the project is generated
-in a throw-away virtualenv of a newer Python (pyenv's, or one on PATH).
+Django 6 needs Python 3.12 or later: the project is generated in a throw-away virtualenv of
+the Python running this script if it is new enough (the debian13 scenario runs it on its
+Debian 13 host), else of pyenv's or one on PATH.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -55,7 +57,9 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 
 def newer_python() -> str:
-    """A Python that Django 6 supports: pyenv's newest 3.12+, else one on PATH."""
+    """A Python that Django 6 supports: this one, else pyenv's newest 3.12+, else one on PATH."""
+    if sys.version_info >= (3, 12):
+        return sys.executable
     pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     if shutil.which("pyenv"):
         pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
