@@ -46,9 +46,14 @@ image: host ## Build (or reuse) the local Debian 12 systemd base image
 image13: host ## Build (or reuse) the local Debian 13 systemd base image
 	bash tests/testbed/build-image.sh trixie >/dev/null
 
+# The demo host's Debian release: trixie (Debian 13) by default, or `make demo DEMO_RELEASE=bookworm`.
+DEMO_RELEASE ?= trixie
+DEMO_IMAGE = $(or $(if $(filter trixie,$(DEMO_RELEASE)),image13),$(if $(filter bookworm,$(DEMO_RELEASE)),image),\
+  $(error DEMO_RELEASE must be trixie or bookworm, not "$(DEMO_RELEASE)"))
+
 .PHONY: demo
-demo: venv image ## Start the demo host and deploy the example app onto it
-	bash tests/testbed/demo.sh
+demo: venv $(DEMO_IMAGE) ## Start the demo host (Debian 13; DEMO_RELEASE=bookworm: 12) and deploy the example app
+	DEMO_RELEASE=$(DEMO_RELEASE) bash tests/testbed/demo.sh
 
 .PHONY: demo-destroy
 demo-destroy: ## Remove the demo container

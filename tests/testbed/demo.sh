@@ -2,6 +2,7 @@
 # Start (or reuse) the demo host and deploy the example app onto it.
 # The host is a podman container booted with systemd; Ansible reaches it over SSH on
 # 127.0.0.1 (as it would a real server), with a key made for the demo.
+# Its Debian release: DEMO_RELEASE=trixie (Debian 13, the default) or bookworm (Debian 12).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
@@ -10,13 +11,15 @@ name=slipway-demo
 http_port=${SLIPWAY_DEMO_HTTP_PORT:-8080}
 ssh_port=${SLIPWAY_DEMO_SSH_PORT:-2222}
 state=$HOME/.local/share/slipway/demo
-image=$(bash tests/testbed/build-image.sh)
+release=${DEMO_RELEASE:-trixie}
+image=$(bash tests/testbed/build-image.sh "$release")
 
 mkdir -p -m 0700 "$state"
 [[ -f $state/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C slipway-demo -f "$state/id_ed25519"
 
 if podman container exists "$name" && [[ $(podman inspect --format '{{.ImageName}}' "$name") != "$image" ]]; then
-  echo "The demo host was made from an older image: replacing it." >&2
+  echo "The demo host was made from another image (an older one, or another Debian release):" \
+    "replacing it with one from $image." >&2
   podman rm -f -t 10 "$name" >/dev/null
 fi
 if podman container exists "$name"; then

@@ -117,6 +117,26 @@ def test_plain_http_redirects_to_https(host):
     assert header_values(response, "Location") == ["https://127.0.0.1/login"]
 
 
+def test_nginx_configuration_has_no_warning(host):
+    result = host.run("nginx -t")
+    assert result.rc == 0, result.stderr
+    assert "[warn]" not in result.stderr, result.stderr
+
+
+ALPN = r"""
+import socket, ssl
+context = ssl.create_default_context(cafile="/etc/nginx/tls/slipway-console.crt")
+context.set_alpn_protocols(["h2", "http/1.1"])
+with socket.create_connection(("127.0.0.1", 443), timeout=10) as raw:
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        print(tls.selected_alpn_protocol())
+"""
+
+
+def test_the_tls_site_speaks_http2(host):
+    assert host.check_output("python3 -c %s", ALPN) == "h2"
+
+
 def test_login_page_is_served_over_tls_with_security_headers_once(host):
     response = http(host, "/login")
     assert response["status"] == 200

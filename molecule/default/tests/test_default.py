@@ -6,11 +6,30 @@ import re
 
 import pytest
 
-# The mysql scenario runs these same tests against MariaDB.
+# The mysql scenario runs these same tests against MariaDB; the update scenario runs them on
+# Debian 13, the others on Debian 12: the host says which servers it runs.
 APP = os.environ.get("SLIPWAY_APP", "shop")
 DB_VENDOR = os.environ.get("SLIPWAY_DB_VENDOR", "postgresql")
-DB_SERVICE = {"postgresql": "postgresql@15-main", "mysql": "mariadb"}[DB_VENDOR]
 UNITS = [f"{APP}.service", f"{APP}-celery.service", f"{APP}-celerybeat.service"]
+CACHE_SERVERS = ("redis-server", "valkey-server")
+
+
+def database_unit(host) -> str:
+    """The database's unit: PostgreSQL's one cluster (as Debian lists it), or MariaDB."""
+    if DB_VENDOR == "mysql":
+        return "mariadb"
+    listed = host.check_output("pg_lsclusters --no-header")
+    clusters = [line.split() for line in listed.splitlines()]
+    assert len(clusters) == 1, clusters
+    version, name = clusters[0][:2]
+    return f"postgresql@{version}-{name}"
+
+
+def cache_unit(host) -> str:
+    """The one of Redis and Valkey whose package the redis role installed."""
+    installed = [name for name in CACHE_SERVERS if host.package(name).is_installed]
+    assert len(installed) == 1, installed
+    return installed[0]
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -20,9 +39,10 @@ def test_app_units_are_active_and_enabled(host, unit):
     assert service.is_enabled
 
 
-@pytest.mark.parametrize("unit", ["nginx", DB_SERVICE, "redis-server"])
-def test_infrastructure_services_are_active(host, unit):
-    assert host.service(unit).is_running
+@pytest.mark.parametrize("unit_of", [lambda host: "nginx", database_unit, cache_unit],
+                         ids=["web", "database", "cache"])
+def test_infrastructure_services_are_active(host, unit_of):
+    assert host.service(unit_of(host)).is_running
 
 
 def http_get(host, path: str) -> tuple[int, str, str]:
@@ -83,7 +103,7 @@ def test_env_file_is_0600_and_owned_by_the_app_user(host):
 def test_no_service_runs_as_root_except_the_nginx_master(host):
     processes = host.run("ps -eo user=,ppid=,comm=").stdout.splitlines()
     rows = [line.split(None, 2) for line in processes]
-    service_names = ("gunicorn", "celery", "postgres", "mariadbd", "redis-server", "nginx")
+    service_names = ("gunicorn", "celery", "postgres", "mariadbd", *CACHE_SERVERS, "nginx")
     by_root = [(ppid, comm) for user, ppid, comm in rows
                if user == "root" and comm.startswith(service_names)]
     assert by_root == [("1", "nginx")], by_root

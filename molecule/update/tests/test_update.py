@@ -191,6 +191,28 @@ def test_v1_runs_and_its_deploy_is_recorded(host):
                  "ProductionLine.objects.get_or_create(code='L1', defaults={'name': 'line one'})")
 
 
+def python_minor(version_line: str) -> tuple[int, int]:
+    """(3, 13) from "3.13.5 ..." (a version first on the line)."""
+    major, minor = version_line.split()[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+# The proof that a controller whose Python minor differs from the hosts' deploys: the v1 deploy
+# above and the updates below ran from this controller (3.11 on the test bed) onto Debian 13's
+# Python 3.13, which runs the release's virtualenv.
+def test_the_controller_python_minor_differs_from_the_hosts_it_deploys_to(host):
+    ansible_version = subprocess.run(["ansible-playbook", "--version"], capture_output=True,
+                                     text=True, check=True).stdout
+    playbook_python = python_minor(ansible_version.split("python version = ", 1)[1])
+    assert playbook_python == sys.version_info[:2]
+    host_python = python_minor(host.check_output("/usr/bin/python3 --version").split()[1])
+    release_python = python_minor(host.check_output(
+        f"{ROOT}/current/venv/bin/python --version").split()[1])
+
+    assert release_python == host_python
+    assert playbook_python != host_python, (playbook_python, host_python)
+
+
 def test_a_second_deploy_stops_at_once_and_names_the_lock_holder(host):
     lock = f"/var/lib/slipway/{APP}/deploy.lock"
     holder = {"run_id": "run-held-elsewhere", "user": "alice", "controller": "ops-laptop",
