@@ -11,9 +11,9 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # `default` (the first deploy) is checked inside `update`, which starts with the same deploy.
-# Dealt to MOLECULE_JOBS lanes in turn: lane 1 runs update, console and debian13; lane 2 runs
-# multihost and mysql. `update` and `debian13` run on Debian 13 hosts, the others on Debian 12.
-MOLECULE_SCENARIOS ?= update multihost console mysql debian13
+# Longest first: MOLECULE_JOBS lanes take them in this order as they come free. `update` and
+# `debian13` run on Debian 13 hosts, the others on Debian 12.
+MOLECULE_SCENARIOS ?= update mysql multihost console debian13
 
 .PHONY: help
 help: ## List the targets

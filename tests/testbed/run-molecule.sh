@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run molecule scenarios in MOLECULE_JOBS lanes (default 2) at once: each scenario has its own
 # containers, ports and ephemeral directory, and much of a scenario's time is spent waiting on
-# its hosts, so two lanes shorten `make test` on a 2-core machine. Scenarios are dealt to the
-# lanes in order (1st, 3rd... to lane 1). Each scenario's output goes to
-# .cache/molecule-logs/SCENARIO.log and is printed when its lane ends.
+# its hosts, so two lanes shorten `make test` on a 2-core machine. A lane that finishes a
+# scenario takes the next one not yet started, in the order given (list the longest first).
+# Each scenario's output goes to .cache/molecule-logs/SCENARIO.log and is printed at the end.
 #   tests/testbed/run-molecule.sh SCENARIO...
 set -uo pipefail
 
@@ -12,9 +12,23 @@ logs=.cache/molecule-logs
 mkdir -p "$logs"
 scenarios=("$@")
 
-lane() {  # run every jobs-th scenario from index $1; exit non-zero if any failed
-    local index=$1 rc=0 scenario
-    for (( ; index < ${#scenarios[@]}; index += jobs )); do
+queue=$(mktemp -d)
+trap 'rm -rf "$queue"' EXIT
+echo 0 > "$queue/next"
+
+next_index() {  # the index of the next scenario no lane has taken
+    (
+        flock 9
+        local index
+        index=$(<"$queue/next")
+        echo $((index + 1)) > "$queue/next"
+        echo "$index"
+    ) 9>"$queue/lock"
+}
+
+lane() {  # run scenarios from the queue until it is empty; exit non-zero if any failed
+    local index rc=0 scenario
+    while index=$(next_index) && (( index < ${#scenarios[@]} )); do
         scenario=${scenarios[$index]}
         echo "molecule scenario $scenario: started at $(date -u +%H:%M:%S)"
         SECONDS=0
@@ -30,7 +44,7 @@ lane() {  # run every jobs-th scenario from index $1; exit non-zero if any faile
 
 pids=()
 for (( lane_index = 0; lane_index < jobs && lane_index < ${#scenarios[@]}; lane_index++ )); do
-    lane "$lane_index" &
+    lane &
     pids+=($!)
 done
 rc=0
