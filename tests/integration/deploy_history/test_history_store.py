@@ -22,6 +22,15 @@ def _start(store: HistoryStore, **fields) -> int:
                                                    **fields})])
 
 
+def _run_together(target, count: int) -> None:
+    """target() in count threads started at once; returns when all have ended."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_schema_is_created_once_when_many_writers_start_together(store_url):
     errors = []
 
@@ -32,11 +41,7 @@ def test_schema_is_created_once_when_many_writers_start_together(store_url):
         except HistoryStoreError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_and_write) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_together(open_and_write, 6)
 
     assert errors == []
     with HistoryStore(store_url) as store:
@@ -72,11 +77,7 @@ def test_runs_writing_at_once_all_finish(store_url):
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=write_one_run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_together(write_one_run, 8)
 
     assert errors == []
     with HistoryStore(store_url) as store:
