@@ -122,6 +122,10 @@ def summary(answer, action, check_mode):
         verb = 'would do'
     else:
         verb = 'did'
+    assumed = answer.get('assumed', [])
+    if assumed:
+        done += (f' ({len(assumed)} RunPython/RunSQL operation(s) of recorded lost history '
+                 'assumed applied, cannot be checked)')
     return f'{found}; {verb}: {done}.'
 
 

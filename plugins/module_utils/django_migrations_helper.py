@@ -178,6 +178,175 @@ class History:
     def parents_applied(self, key):
         return all(parent in self.applied for parent in self.facts[key]['parents'])
 
+    def lost_chain(self, app_label):
+        """The app's unrecorded migrations, in order, whose dependencies are recorded or in it.
+
+        Every prefix of it is a set of migrations that migrate could have applied in order.
+        """
+        chain, inside = [], set()
+        for key in self.order:
+            if key[0] != app_label or key in self.applied:
+                continue
+            if all(parent in self.applied or parent in inside
+                   for parent in self.facts[key]['parents']):
+                chain.append(key)
+                inside.add(key)
+        return chain
+
+
+# ---------------------------------------------------------------------------------------------
+# Lost chains: an app's unrecorded migrations judged against the state after each of them.
+#
+# An expected schema is {table: {column: {'null': bool or None, 'unique': bool}}, or None when
+# its columns are not checked (auto-created many-to-many tables)}; the live details are
+# {table: {'columns': {column: nullable}, 'unique': [column tuples] or None}} for the tables
+# that exist. Names are lowercase.
+# ---------------------------------------------------------------------------------------------
+
+PROBLEM_TEXT = {
+    'missing': '{} is missing',
+    'present': '{} exists',
+    'nullable': '{} is nullable, NOT NULL expected',
+    'not_null': '{} is NOT NULL, nullable expected',
+    'not_unique': '{} has no unique constraint, one expected',
+}
+
+
+def chain_universe(states, foreign_tables=()):
+    """(tables, columns) that some state of the chain has: what the chain speaks for."""
+    tables, columns = set(), set()
+    for state in states:
+        for table, table_columns in state.items():
+            tables.add(table)
+            columns.update((table, column) for column in (table_columns or {}))
+    tables.difference_update(foreign_tables)
+    return tables, set(pair for pair in columns if pair[0] in tables)
+
+
+def compare_state(state, universe, live):
+    """[(problem, object)] where the live schema differs from one expected ``state``.
+
+    Only the chain's ``universe`` is judged: a table or column some state has must exist
+    exactly when ``state`` has it (created then removed means expected absent), with the
+    nullability and uniqueness ``state`` gives it. Objects no state knows are left alone.
+    """
+    tables, columns = universe
+    found = []
+    for table in sorted(tables):
+        if table in state and table not in live:
+            found.append(('missing', ('table', table)))
+        elif table in live and table not in state:
+            found.append(('present', ('table', table)))
+    for table, column in sorted(columns):
+        if table not in state or table not in live or state[table] is None:
+            continue
+        obj = ('column', table, column)
+        want = state[table].get(column)
+        have = live[table]['columns']
+        if want is None:
+            if column in have:
+                found.append(('present', obj))
+            continue
+        if column not in have:
+            found.append(('missing', obj))
+            continue
+        if want['null'] is not None and bool(have[column]) != want['null']:
+            found.append(('not_null' if want['null'] else 'nullable', obj))
+        unique = live[table].get('unique')
+        if want['unique'] and unique is not None and (column,) not in unique:
+            found.append(('not_unique', obj))
+    return found
+
+
+def _facet(state, problem, obj):
+    """What ``problem`` looks at of ``obj`` in one expected state."""
+    if obj[0] == 'table':
+        return obj[1] in state
+    column = (state.get(obj[1]) or {}).get(obj[2])
+    if column is None or problem in ('missing', 'present'):
+        return column is not None
+    return column['null' if problem in ('nullable', 'not_null') else 'unique']
+
+
+def responsible(states, labels, n, problem, obj):
+    """(migration label or None, verb): the migration whose effect the live schema lacks.
+
+    ``labels[i]`` moves the schema from ``states[i]`` to ``states[i + 1]``; None means the
+    migrations recorded before the chain.
+    """
+    wanted = _facet(states[n], problem, obj)
+    if problem == 'present' and not any(_facet(states[i], problem, obj) for i in range(n)):
+        for i in range(n + 1, len(states)):
+            if _facet(states[i], problem, obj):
+                return labels[i - 1], 'only the later, unapplied {} creates it'
+        return None, 'no migration creates it'
+    i = n
+    while i > 0 and _facet(states[i - 1], problem, obj) == wanted:
+        i -= 1
+    if i == 0:
+        return None, 'the migrations recorded before the chain expect it'
+    verb = {'missing': 'creates it', 'present': 'removes it', 'nullable': 'makes it NOT NULL',
+            'not_null': 'makes it nullable', 'not_unique': 'makes it unique'}[problem]
+    return labels[i - 1], f'{{}} {verb}'
+
+
+def judge_chain(labels, states, live, foreign_tables=()):
+    """Which prefix of a lost chain the live schema proves applied.
+
+    ``states[n]`` is the app's expected schema once the first ``n`` migrations of the chain
+    (``labels``) ran; ``states[0]`` is the state before it. ``match`` is the latest n whose
+    state the live schema matches exactly (None when none does); ``best`` is that n, or else
+    the state with the fewest differences (the later on a tie), whose differences
+    ``mismatches`` lists with the migration that expects each.
+    """
+    universe = chain_universe(states, foreign_tables)
+    found = [compare_state(state, universe, live) for state in states]
+    matching = [n for n, problems in enumerate(found) if not problems]
+    match = max(matching) if matching else None
+    best = match
+    if best is None:
+        best = min(range(len(states)), key=lambda n: (len(found[n]), -n))
+    mismatches = []
+    for problem, obj in found[best]:
+        migration, verb = responsible(states, labels, best, problem, obj)
+        text = PROBLEM_TEXT[problem].format(describe_object(obj))
+        cause = verb.format(migration) if migration else verb
+        mismatches.append({'problem': problem, 'object': describe_object(obj),
+                           'migration': migration, 'text': f'{text} ({cause})'})
+    return {'labels': list(labels), 'match': match, 'best': best, 'mismatches': mismatches}
+
+
+def chain_refusal(history, schema, verdict):
+    """Refusal entries for a lost chain the schema contradicts, one per migration named."""
+    labels = verdict['labels']
+    best = verdict['best']
+    where = f'the state after {labels[best - 1]}' if best else f'the state before {labels[0]}'
+    by_key = dict((label(key), key) for key in history.order)
+    entries = {}
+    for item in verdict['mismatches']:
+        name = item['migration'] or labels[0]
+        entry = entries.setdefault(name, {'migration': name, 'texts': [], 'present': [],
+                                          'missing': []})
+        entry['texts'].append(item['text'])
+        if item['problem'] == 'missing':
+            entry['missing'].append(item['object'])
+        elif item['problem'] == 'present' and item['object'] not in entry['present']:
+            entry['present'].append(item['object'])
+    refused = []
+    for name, entry in entries.items():
+        key = by_key.get(name)
+        created = history.facts[key]['creates'] if key else []
+        present = [describe_object(obj) for obj in created if object_exists(obj, schema)]
+        present += [obj for obj in entry['present'] if obj not in present]
+        reason = (f'{labels[0]} to {labels[-1]} ({len(labels)} migrations) are not recorded, '
+                  'and the live schema matches the state after none of them (tables, columns, '
+                  f'nullability, unique constraints). Closest is {where}, which differs: '
+                  f'{"; ".join(entry["texts"])}. Make the schema match (a backup, or the '
+                  'objects by hand) and run again, or record the migrations by hand.')
+        refused.append({'migration': name, 'reason': reason, 'present': present,
+                        'missing': entry['missing']})
+    return refused
+
 
 def _step(action, key, reason, evidence=None):
     return {'action': action, 'migration': label(key), 'reason': reason,
@@ -263,12 +432,70 @@ def _dependency_evidence(history, schema, dep):
     return evidence
 
 
-def plan_repair(history, schema, force=False, reapply=True):
+def _chain_evidence(history, schema, key):
+    facts = history.facts[key]
+    evidence = [f'{describe_object(obj)} exists' for obj in facts['creates']
+                if object_exists(obj, schema)]
+    evidence += [f'{describe_object(obj)} is gone' for obj in facts['removes']
+                 if not object_exists(obj, schema)]
+    return evidence
+
+
+def _fake_lost_chains(history, schema, judge, apps, state):
+    """Judge each app's lost chain and record the longest prefix the live schema matches.
+
+    ``state`` carries ``steps``, ``handled``, ``assumed``, ``verdicts`` (the last verdict per
+    app) and ``reasons`` (per faked key). Returns whether anything was recorded.
+    """
+    faked = False
+    for app_label in apps:
+        chain = history.lost_chain(app_label)
+        if not chain:
+            continue
+        verdict = state['judged'].get(tuple(chain))
+        if verdict is None:
+            verdict = state['judged'][tuple(chain)] = judge(chain)
+        state['verdicts'][app_label] = verdict
+        matched = verdict['match'] or 0
+        if not matched:
+            continue
+        last = label(chain[matched - 1])
+        reason = (f'lost history: the live schema matches the state after {last} (tables, '
+                  'columns, nullability, unique constraints), so every migration of the '
+                  'chain up to it ran')
+        for key in chain[:matched]:
+            history.applied.add(key)
+            state['handled'].add(key)
+            state['reasons'][key] = reason
+            evidence = _chain_evidence(history, schema, key)
+            for operation in history.facts[key].get('assumed', []):
+                state['assumed'].append({'migration': label(key), 'operation': operation,
+                                         'reason': 'assumed applied, cannot be checked'})
+                evidence.append(f'{operation}: assumed applied, cannot be checked')
+            state['steps'].append(_step('fake_apply', key, reason, evidence))
+        faked = True
+    return faked
+
+
+def _lost_chain_apps(keys):
+    apps = []
+    for key in keys:
+        if key[0] not in apps:
+            apps.append(key[0])
+    return apps
+
+
+def plan_repair(history, schema, force=False, reapply=True, judge=None):
     """Repair the recorded history against the live schema.
 
     Mutates ``history.applied`` to the simulated result and returns a dict with ``steps``
-    (fake_apply / fake_unapply plan entries), ``inconsistent``, ``drift``, ``refused`` and
-    ``warnings``.
+    (fake_apply / fake_unapply plan entries), ``inconsistent``, ``drift``, ``refused``,
+    ``warnings``, ``assumed`` (RunPython/RunSQL recorded without proof) and ``chain_refused``
+    ({app: refusals} for lost chains the schema contradicts; refused once pending).
+
+    ``judge(keys)``, when given, compares an app's lost chain (its unrecorded migrations) with
+    the live schema and answers like judge_chain(): migrations whose rows were lost are then
+    judged against the state after the whole chain, not one by one.
     """
     steps, refused, warnings, drift = [], [], [], []
     inconsistent = history.inconsistent()
@@ -277,6 +504,8 @@ def plan_repair(history, schema, force=False, reapply=True):
                          for m, d in inconsistent],
     }
     handled = set()
+    chains = {'steps': steps, 'handled': handled, 'assumed': [], 'verdicts': {}, 'judged': {},
+              'reasons': {}}
 
     # 1. Missing dependencies whose objects are all there: the rows were lost, record them.
     missing_deps = []
@@ -306,8 +535,24 @@ def plan_repair(history, schema, force=False, reapply=True):
                                    'none of its tables or columns exist; migrate re-applies it '
                                    'in order', _evidence_lines(present, missing)))
 
+    # 2b. Missing dependencies whose whole app lost its rows: judge the app's lost chain.
+    while judge is not None and _fake_lost_chains(history, schema, judge, _lost_chain_apps(
+            ancestor for pair in history.inconsistent()
+            for ancestor in history.unapplied_ancestors(pair[0])), chains):
+        pass
+    chain_refused, refused_apps = {}, set()
+    for app_label, verdict in chains['verdicts'].items():
+        if verdict['match'] is None:
+            chain_refused[app_label] = chain_refusal(history, schema, verdict)
+
     # 3. What is left cannot be proven either way.
     for dependent, dep in history.inconsistent():
+        if not force and dep[0] in chain_refused:
+            if dep[0] not in refused_apps:
+                refused_apps.add(dep[0])
+                refused.extend(chain_refused[dep[0]])
+            handled.update((dependent, dep))
+            continue
         dep_present, dep_missing = split_presence(history.expected_objects(dep), schema)
         own_present, own_missing = split_presence(history.expected_objects(dependent), schema)
         if force:
@@ -371,15 +616,54 @@ def plan_repair(history, schema, force=False, reapply=True):
                                    _evidence_lines(present, missing)))
             drift.append(entry)
 
-    report.update({'steps': steps, 'drift': drift, 'refused': refused, 'warnings': warnings})
+    # 5. Unrecorded migrations whose objects partly exist: judge their app's lost chain.
+    while judge is not None and _fake_lost_chains(history, schema, judge, _lost_chain_apps(
+            _drift_key(entry) for entry in drift if not entry['recorded']
+            and entry['repair'] is None and _drift_key(entry) not in history.applied), chains):
+        pass
+    for entry in drift:
+        key = _drift_key(entry)
+        if not entry['recorded'] and entry['repair'] is None and key in history.applied:
+            entry.update(repair='fake_apply', reason=chains['reasons'][key])
+    for entry in drift:
+        verdict = chains['verdicts'].get(_drift_key(entry)[0])
+        if (not entry['recorded'] and entry['repair'] is None and verdict
+                and verdict['match'] is None):
+            entry['reason'] += ('; its app\'s unrecorded migrations, judged together, match no '
+                                'state of theirs: ' + '; '.join(
+                                    item['text'] for item in verdict['mismatches']))
+    # Apps already refused in 3. map to no further refusal.
+    chain_refused = dict((app_label, [] if app_label in refused_apps
+                          else chain_refusal(history, schema, verdict))
+                         for app_label, verdict in chains['verdicts'].items()
+                         if verdict['match'] is None)
+
+    report.update({'steps': steps, 'drift': drift, 'refused': refused, 'warnings': warnings,
+                   'assumed': chains['assumed'], 'chain_refused': chain_refused})
     return report
 
 
-def blocked_pending(drift, pending_labels):
-    """Refusals for pending migrations that drift shows would fail (objects already there)."""
+def _drift_key(entry):
+    return tuple(entry['migration'].split('.', 1))
+
+
+def blocked_pending(drift, pending_labels, chain_refused=None):
+    """Refusals for pending migrations that drift shows would fail (objects already there).
+
+    A migration of an app whose lost chain the schema contradicts is refused with the chain's
+    differences (``chain_refused``, per app) instead, once per app.
+    """
     pending = set(pending_labels)
-    refused = []
+    chain_refused = chain_refused or {}
+    refused, chain_apps = [], []
     for entry in drift:
+        app_label = _drift_key(entry)[0]
+        if (not entry['recorded'] and entry['repair'] is None and entry['migration'] in pending
+                and app_label in chain_refused):
+            if app_label not in chain_apps:
+                chain_apps.append(app_label)
+                refused.extend(chain_refused[app_label])
+            continue
         if not entry['recorded'] and entry['repair'] is None and entry['migration'] in pending:
             refused.append({
                 'migration': entry['migration'],
@@ -700,7 +984,8 @@ def read_migrations(loader, connection):
         node = graph.node_map[key]
         entry = {'parents': sorted(parent.key for parent in node.parents),
                  'children': sorted(child.key for child in node.children),
-                 'creates': [], 'removes': [], 'operations': [], 'opaque': False}
+                 'creates': [], 'removes': [], 'operations': [], 'opaque': False,
+                 'assumed': []}
         lint[key] = {'forwards': [], 'backwards': []}
         for op in migration.operations:
             effects = _replay(op, key, migration, state, connection)
@@ -709,6 +994,8 @@ def read_migrations(loader, connection):
             entry['removes'].extend(effects['removes'])
             entry['opaque'] = entry['opaque'] or effects['opaque']
             described = _describe_operation(op)
+            if effects['opaque']:
+                entry['assumed'].append(described)
             for direction in ('lint', 'unapply'):
                 for candidate in effects[direction]:
                     candidate.update(migration=label(key), operation=described,
@@ -717,6 +1004,110 @@ def read_migrations(loader, connection):
                         candidate)
         facts[key] = entry
     return order, facts, lint
+
+
+def _expected_null(field, connection):
+    """Whether the column of ``field`` is nullable in the database, or None when unknown."""
+    if type(field).__name__ == 'GeneratedField':
+        return None
+    return bool(field.null or (connection.features.interprets_empty_strings_as_nulls
+                               and field.empty_strings_allowed))
+
+
+def expected_schema(state, app_label, connection):
+    """An app's tables in a project state, as judge_chain() reads them (see above)."""
+    from django.db import router
+    tables = {}
+    for (app, model_name), model in state.models.items():
+        if app != app_label or not router.allow_migrate(connection.alias, app,
+                                                        model_name=model_name):
+            continue
+        table = _model_table(app, model.name, model.options, connection)
+        if not table:
+            continue
+        columns = {}
+        for name, field in model.fields.items():
+            column = _field_column(name, field)
+            if column is not None:
+                columns[column.lower()] = {
+                    'null': _expected_null(field, connection),
+                    'unique': bool(field.unique and not field.primary_key)}
+            through = _m2m_table(table, name, field, connection)
+            if through:
+                tables.setdefault(through.lower(), None)
+        tables[table.lower()] = columns
+    return tables
+
+
+def chain_states(loader, connection, history, chain):
+    """The app's expected schema before ``chain`` and after each of its migrations.
+
+    Django's own project states: the recorded migrations (but none that descend from the
+    chain) give the state before it; each migration of the chain then moves it on.
+    """
+    graph = loader.graph
+    later = set()
+    for key in chain:
+        later.update(graph.backwards_plan(key))
+    app_label = chain[0][0]
+    base = [key for key in history.order if key in history.applied and key not in later
+            and (key[0] == app_label or any(key in history.facts[member]['parents']
+                                            for member in chain))]
+    try:
+        state = loader.project_state(base, at_end=True) if base else None
+        if state is None:
+            from django.db.migrations.state import ProjectState
+            state = ProjectState(real_apps=loader.unmigrated_apps)
+        states = [expected_schema(state, app_label, connection)]
+        for key in chain:
+            state = graph.nodes[key].mutate_state(state, preserve=False)
+            states.append(expected_schema(state, app_label, connection))
+    except Exception as exc:
+        raise HelperError('graph', f'{app_label}: the project state of its unrecorded '
+                          f'migrations could not be built ({type(exc).__name__}: {exc}); does '
+                          '"manage.py migrate --plan" work?') from None
+    return states
+
+
+def live_details(connection, tables):
+    """judge_chain()'s live details of those of ``tables`` that exist, by introspection."""
+    introspection = connection.introspection
+    details = {}
+    with connection.cursor() as cursor:
+        names = dict((name.lower(), name) for name in introspection.table_names(cursor))
+        for table in sorted(tables):
+            if table not in names:
+                continue
+            description = introspection.get_table_description(cursor, names[table])
+            try:
+                constraints = introspection.get_constraints(cursor, names[table]).values()
+                unique = [tuple(column.lower() for column in item['columns'])
+                          for item in constraints if item['unique'] or item['primary_key']]
+            except Exception:  # a backend that cannot read them: uniqueness is not judged
+                unique = None
+            details[table] = {'columns': dict((info.name.lower(), bool(info.null_ok))
+                                              for info in description),
+                              'unique': unique}
+    return details
+
+
+def chain_judge(loader, connection, history):
+    """judge(keys) for plan_repair(): a lost chain against the live schema."""
+    foreign = set()
+
+    def judge(chain):
+        if not foreign:
+            final = loader.project_state()
+            for app_label in sorted(set(key[0] for key in final.models)):
+                foreign.update((app_label, table) for table in expected_schema(
+                    final, app_label, connection))
+        states = chain_states(loader, connection, history, chain)
+        others = set(table for app, table in foreign if app != chain[0][0])
+        tables = chain_universe(states, others)[0]
+        return judge_chain([label(key) for key in chain], states,
+                           live_details(connection, tables), others)
+
+    return judge
 
 
 def _describe_operation(op):
@@ -1002,7 +1393,8 @@ def diagnose(request, connection, executor):
     history = History(order, facts, [key for key in loader.applied_migrations if key in facts])
     repair = plan_repair(history, live_schema(connection),
                          force=request.get('repair') == 'force',
-                         reapply=request.get('action') != 'repair')
+                         reapply=request.get('action') != 'repair',
+                         judge=chain_judge(loader, connection, history))
     migrate_plan = []
     if request.get('action') != 'repair':
         if request.get('target_state') is not None:
@@ -1024,7 +1416,9 @@ def diagnose(request, connection, executor):
     return {
         'inconsistent': repair['inconsistent'], 'drift': repair['drift'], 'plan': plan,
         'pending': pending,
-        'refused': repair['refused'] + blocked_pending(repair['drift'], pending),
+        'refused': repair['refused'] + blocked_pending(repair['drift'], pending,
+                                                       repair['chain_refused']),
+        'assumed': repair['assumed'],
         'warnings': repair['warnings'], 'unsafe': preflight(connection, lint, migrate_plan),
         'irreversible': irreversible_steps(migrate_plan),
         'applied': [], 'repair_steps': len(repair['steps']),

@@ -25,6 +25,12 @@ description:
     "table already exists" failure) is fake-applied when it consists only of CreateModel and
     AddField operations (plus AlterModelOptions/AlterModelManagers), initial or not. Partial
     presence is refused with the list of what is present and missing.
+  - When an app's rows were lost for many migrations at once (the "table already exists" failure
+    on a whole app), its unrecorded migrations are judged together, against Django's project
+    state after each of them rather than each migration alone - objects created and later
+    removed are expected absent. The longest prefix whose state the live schema matches (tables,
+    columns, nullability, unique constraints) is recorded; the rest stays pending and is
+    applied. RunPython/RunSQL steps in the recorded part are listed in RV(assumed).
   - A recorded migration none of whose objects exist (the "column does not exist" failure) is
     un-recorded with its recorded descendants so that migrate re-applies them. When later
     recorded migrations that still have their objects depend on it, and it consists only of
@@ -85,6 +91,13 @@ options:
     description:
       - V(safe) acts only where the live schema proves the fix right and refuses (fails, changing
         nothing) otherwise.
+      - An app whose history was lost (all or many of its rows) is judged as a chain - for
+        migrations that are not recorded, the live schema is compared with the app's state after
+        each of them, so that objects created and later removed are expected to be absent. Every
+        migration up to the latest state the schema matches is recorded (even those containing
+        RunPython/RunSQL, which are then reported in RV(assumed) as "assumed applied, cannot be
+        checked"); later ones stay pending. When no state matches, the refusal names each
+        table or column that differs and the migration that expects it.
       - V(force) also fake-applies missing dependencies without evidence, as the
         "forced migration" folklore does; the result carries a loud warning, and the dependencies'
         tables may really be missing.
@@ -308,6 +321,28 @@ refused:
   type: list
   elements: dict
   sample: []
+assumed:
+  description:
+    - RunPython/RunSQL (and other operations whose effect the schema cannot show) in migrations
+      recorded because their app's lost history matched the live schema; they are assumed
+      applied, not checked.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - migration: api.0007_bump_counters
+      operation: "RunPython: Raw Python operation"
+      reason: assumed applied, cannot be checked
+  contains:
+    migration:
+      description: The migration recorded.
+      type: str
+    operation:
+      description: The operation and its description.
+      type: str
+    reason:
+      description: Always C(assumed applied, cannot be checked).
+      type: str
 irreversible:
   description:
     - Migrations the plan would unapply that cannot be reversed (a RunPython without
@@ -394,7 +429,7 @@ from ansible_collections.slipway.django.plugins.module_utils.django_migrations i
 )
 
 ANSWER_KEYS = ('inconsistent', 'drift', 'plan', 'pending', 'unsafe', 'irreversible', 'refused',
-               'applied', 'unapplied', 'django_version', 'vendor')
+               'assumed', 'applied', 'unapplied', 'django_version', 'vendor')
 
 
 def argument_spec():

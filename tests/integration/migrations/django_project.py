@@ -65,6 +65,7 @@ if __name__ == "__main__":
 MIGRATION = '''\
 from django.db import migrations, models
 import django.db.models.deletion
+{code}
 
 
 class Migration(migrations.Migration):
@@ -96,6 +97,8 @@ class Migration:
     name: str
     operations: list[str]
     dependencies: list[tuple[str, str]] = field(default_factory=list)
+    # Module-level source before the Migration class (functions for RunPython).
+    code: str = ""
 
 
 def write_project(root: Path, spec: dict[str, list[Migration]]) -> Path:
@@ -115,8 +118,10 @@ def write_project(root: Path, spec: dict[str, list[Migration]]) -> Path:
             operations = "\n".join(textwrap.indent(op.strip() + ",", " " * 8)
                                    for op in migration.operations)
             dependencies = [tuple(dep) for dep in migration.dependencies]
+            code = f"\n\n{textwrap.dedent(migration.code).strip()}\n" if migration.code else ""
             (package / f"{migration.name}.py").write_text(MIGRATION.format(
-                initial=index == 0, dependencies=dependencies, operations=operations))
+                initial=index == 0, dependencies=dependencies, operations=operations,
+                code=code))
     return root
 
 

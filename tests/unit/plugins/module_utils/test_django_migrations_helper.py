@@ -306,3 +306,174 @@ def test_action_repair_never_reapplies_in_place():
     report = helper.plan_repair(tool_history(), LIVE_WITHOUT_SERIAL, reapply=False)
     assert steps(report) == []
     assert report["drift"][0]["repair"] is None
+
+
+# Lost chains: an app's unrecorded migrations judged against the state after each of them.
+
+def col(null=False, unique=False):
+    return {"null": null, "unique": unique}
+
+
+CHAIN = ["api.0001_initial", "api.0002_customer_email", "api.0003_email_required",
+         "api.0004_remove_legacy"]
+# The expected schema before the chain and after each of its migrations.
+CHAIN_STATES = [
+    {},
+    {"api_customer": {"id": col(), "legacy": col()}, "api_customer_tags": None},
+    {"api_customer": {"id": col(), "legacy": col(), "email": col(null=True)},
+     "api_customer_tags": None},
+    {"api_customer": {"id": col(), "legacy": col(), "email": col()}, "api_customer_tags": None},
+    {"api_customer": {"id": col(), "email": col(unique=True)}, "api_customer_tags": None},
+]
+
+
+def live(tables, unique=()):
+    return dict((table, {"columns": dict(columns), "unique": list(unique)})
+                for table, columns in tables.items())
+
+
+FINAL_LIVE = live({"api_customer": {"id": False, "email": False}, "api_customer_tags": {}},
+                  unique=[("id",), ("email",)])
+
+
+def test_chain_universe_holds_every_table_and_column_some_state_has():
+    tables, columns = helper.chain_universe(CHAIN_STATES, foreign_tables=["api_customer_tags"])
+    assert tables == {"api_customer"}
+    assert columns == {("api_customer", "id"), ("api_customer", "legacy"),
+                       ("api_customer", "email")}
+
+
+def test_objects_created_then_removed_are_expected_absent():
+    universe = helper.chain_universe(CHAIN_STATES)
+    assert helper.compare_state(CHAIN_STATES[4], universe, FINAL_LIVE) == []
+    with_legacy = live({"api_customer": {"id": False, "email": False, "legacy": False},
+                        "api_customer_tags": {}}, unique=[("email",)])
+    assert helper.compare_state(CHAIN_STATES[4], universe, with_legacy) == [
+        ("present", ("column", "api_customer", "legacy"))]
+
+
+def test_compare_state_reads_nullability_uniqueness_and_ignores_unknown_objects():
+    universe = helper.chain_universe(CHAIN_STATES)
+    stray = live({"api_customer": {"id": False, "email": True, "stray": True},
+                  "api_customer_tags": {}, "other_table": {}})
+    assert helper.compare_state(CHAIN_STATES[4], universe, stray) == [
+        ("nullable", ("column", "api_customer", "email")),
+        ("not_unique", ("column", "api_customer", "email"))]
+    unreadable = {"api_customer": {"columns": {"id": False, "email": False}, "unique": None},
+                  "api_customer_tags": {"columns": {}, "unique": None}}
+    assert helper.compare_state(CHAIN_STATES[4], universe, unreadable) == []
+
+
+def test_judge_chain_matches_the_final_state_of_a_whole_lost_chain():
+    verdict = helper.judge_chain(CHAIN, CHAIN_STATES, FINAL_LIVE)
+    assert (verdict["match"], verdict["best"], verdict["mismatches"]) == (4, 4, [])
+
+
+def test_judge_chain_matches_the_latest_state_the_schema_reached():
+    at_two = live({"api_customer": {"id": False, "legacy": False, "email": True},
+                   "api_customer_tags": {}})
+    assert helper.judge_chain(CHAIN, CHAIN_STATES, at_two)["match"] == 2
+    nothing = live({})
+    assert helper.judge_chain(CHAIN, CHAIN_STATES, nothing)["match"] == 0
+
+
+def test_judge_chain_names_the_missing_column_and_the_migration_that_creates_it():
+    no_email = live({"api_customer": {"id": False}, "api_customer_tags": {}})
+    verdict = helper.judge_chain(CHAIN, CHAIN_STATES, no_email)
+    assert verdict["match"] is None
+    assert verdict["best"] == 4
+    assert verdict["mismatches"] == [{
+        "problem": "missing", "object": "column api_customer.email",
+        "migration": "api.0002_customer_email",
+        "text": "column api_customer.email is missing (api.0002_customer_email creates it)"}]
+
+
+@pytest.mark.parametrize(("n", "problem", "obj", "expected"), [
+    (4, "nullable", ("column", "api_customer", "email"),
+     ("api.0003_email_required", "{} makes it NOT NULL")),
+    (4, "not_unique", ("column", "api_customer", "email"),
+     ("api.0004_remove_legacy", "{} makes it unique")),
+    (4, "present", ("column", "api_customer", "legacy"),
+     ("api.0004_remove_legacy", "{} removes it")),
+    (1, "present", ("column", "api_customer", "email"),
+     ("api.0002_customer_email", "only the later, unapplied {} creates it")),
+    (3, "missing", ("table", "api_customer"), ("api.0001_initial", "{} creates it")),
+])
+def test_responsible_names_the_migration_whose_effect_the_schema_lacks(n, problem, obj,
+                                                                       expected):
+    assert helper.responsible(CHAIN_STATES, CHAIN, n, problem, obj) == expected
+
+
+def lost_api_history(applied=()):
+    """api.0001 creates legacy, api.0002 removes it; billing.0001 depends on api.0001."""
+    api1, api2, billing = ("api", "0001_initial"), ("api", "0002_remove_legacy"), \
+        ("billing", "0001_initial")
+    return helper.History([api1, api2, billing], {
+        api1: facts(children=[api2, billing], creates=[
+            ("table", "api_customer"), ("column", "api_customer", "legacy")]),
+        api2: facts(parents=[api1], removes=[("column", "api_customer", "legacy")],
+                    operations=["RemoveField", "RunPython"], opaque=True),
+        billing: facts(parents=[api1], creates=[("table", "billing_invoice")]),
+    }, applied)
+
+
+def judge_returning(match, mismatches=()):
+    calls = []
+
+    def judge(chain):
+        calls.append([helper.label(key) for key in chain])
+        labels = [helper.label(key) for key in chain]
+        return {"labels": labels, "match": match, "best": match or len(chain),
+                "mismatches": list(mismatches)}
+
+    judge.calls = calls
+    return judge
+
+
+def test_plan_repair_records_a_lost_chain_the_judge_matches_and_reports_assumed_steps():
+    history = lost_api_history()
+    history.facts[("api", "0002_remove_legacy")]["assumed"] = ["RunPython: Raw Python operation"]
+    judge = judge_returning(2)
+    report = helper.plan_repair(history, {"api_customer": {"id"}}, judge=judge)
+    assert judge.calls == [["api.0001_initial", "api.0002_remove_legacy"]]
+    assert steps(report) == [("fake_apply", "api.0001_initial"),
+                             ("fake_apply", "api.0002_remove_legacy")]
+    assert report["drift"][0]["repair"] == "fake_apply"
+    assert report["assumed"] == [{"migration": "api.0002_remove_legacy",
+                                  "operation": "RunPython: Raw Python operation",
+                                  "reason": "assumed applied, cannot be checked"}]
+    assert "column api_customer.legacy is gone" in report["steps"][1]["evidence"]
+
+
+def test_plan_repair_without_a_judge_keeps_the_one_by_one_verdict():
+    report = helper.plan_repair(lost_api_history(), {"api_customer": {"id"}})
+    assert steps(report) == []
+    assert report["drift"][0]["repair"] is None
+    assert helper.blocked_pending(report["drift"], ["api.0001_initial"])[0]["missing"] == [
+        "column api_customer.legacy"]
+
+
+def test_a_contradicted_lost_chain_is_refused_naming_object_and_migration():
+    mismatch = {"problem": "missing", "object": "table api_customer",
+                "migration": "api.0001_initial",
+                "text": "table api_customer is missing (api.0001_initial creates it)"}
+    history = lost_api_history(applied=[("billing", "0001_initial")])
+    schema = {"billing_invoice": set(), "api_customer_x": set()}
+    report = helper.plan_repair(history, schema, judge=judge_returning(None, [mismatch]))
+    assert steps(report) == []
+    refusal = report["refused"][0]
+    assert refusal["migration"] == "api.0001_initial"
+    assert refusal["missing"] == ["table api_customer"]
+    assert "table api_customer is missing (api.0001_initial creates it)" in refusal["reason"]
+    assert report["chain_refused"] == {"api": []}
+
+
+def test_blocked_pending_uses_the_chain_refusal_once_per_app():
+    drift = [{"migration": "api.0001_initial", "recorded": False, "repair": None,
+              "present": ["table api_customer"], "missing": [], "reason": "x"},
+             {"migration": "api.0003_tags", "recorded": False, "repair": None,
+              "present": ["table api_tag"], "missing": [], "reason": "x"}]
+    chain = {"api": [{"migration": "api.0002_email", "reason": "r", "present": [],
+                      "missing": ["column api_customer.email"]}]}
+    refused = helper.blocked_pending(drift, ["api.0001_initial", "api.0003_tags"], chain)
+    assert [entry["migration"] for entry in refused] == ["api.0002_email"]
