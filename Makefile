@@ -11,9 +11,11 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # `default` (the first deploy) is checked inside `update`, which starts with the same deploy.
-# Longest first: MOLECULE_JOBS lanes take them in this order as they come free. `update` and
-# `debian13` run on Debian 13 hosts, the others on Debian 12.
-MOLECULE_SCENARIOS ?= update mysql multihost console debian13
+# Longest first: MOLECULE_JOBS lanes (3 by default) take them in this order as they come free.
+# `update` and `debian13` run on Debian 13 hosts, the others on Debian 12. `update` and
+# `restore` are the two halves of one story (v1 -> v2 -> rollback -> failing v3; v1 -> an
+# irreversible v4 -> restores -> failing v5), split so that they run side by side.
+MOLECULE_SCENARIOS ?= update restore mysql multihost console debian13
 
 .PHONY: help
 help: ## List the targets
