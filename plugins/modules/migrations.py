@@ -107,8 +107,9 @@ options:
   unsafe_operations:
     description:
       - What to do when a migration about to run contains operations that are dangerous on a live
-        database. V(warn) reports them as warnings, V(fail) fails before changing anything,
-        V(ignore) only lists them in RV(unsafe).
+        database. V(warn) reports them as warnings (those on an empty table, which harm no data,
+        only in RV(unsafe)), V(fail) fails before changing anything, V(ignore) only lists them in
+        RV(unsafe).
     type: str
     choices: [warn, fail, ignore]
     default: warn
@@ -510,7 +511,10 @@ def main():
         result.update(changed=False, msg=unsafe_message(answer['unsafe']))
         module.fail_json(**result)
     if params['unsafe_operations'] == 'warn':
+        # A finding on an empty table harms no data: it stays in RV(unsafe), as information.
         for item in answer.get('unsafe', []):
+            if item.get('table') is not None and item.get('rows') == 0:
+                continue
             module.warn(f"{item['migration']}: {item['operation']}: {item['reason']}")
     if params['repair'] == 'force' and any('FORCED' in step['reason']
                                            for step in answer.get('plan', [])):
