@@ -13,7 +13,7 @@ COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # `default` (the first deploy) is checked inside `update`, which starts with the same deploy.
 # Longest first: MOLECULE_JOBS lanes take them in this order as they come free. `update` and
 # `debian13` run on Debian 13 hosts, the others on Debian 12.
-MOLECULE_SCENARIOS ?= update mysql multihost console debian13
+MOLECULE_SCENARIOS ?= update mysql multihost realdjango console debian13
 
 .PHONY: help
 help: ## List the targets
