@@ -51,14 +51,14 @@ SETTINGS_EDITS = [
     (r"^SECRET_KEY = .*$", 'SECRET_KEY = env("SECRET_KEY")'),
     (r"^DEBUG = True$", 'DEBUG = env.bool("DEBUG", default=False)'),
     (r"^ALLOWED_HOSTS = \[\]$", 'ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])'),
-    (r"^(    'django\.contrib\.staticfiles',)$",
-     "\\1\n    'compressor',\n    'accounts',\n    'monitor',"),
-    (r"^        'DIRS': \[\],$", "        'DIRS': [BASE_DIR / 'templates'],"),
+    (r"^(    (['\"])django\.contrib\.staticfiles\2,)$",
+     "\\1\n    \\2compressor\\2,\n    \\2accounts\\2,\n    \\2monitor\\2,"),
+    (r"^        (['\"])DIRS\1: \[\],$", "        \\1DIRS\\1: [BASE_DIR / \\1templates\\1],"),
     (r"^DATABASES = \{\n(?:    .*\n)*\}$",
-     "DATABASES = {\n    'default': env.db(),\n}\n\n"
+     'DATABASES = {\n    "default": env.db(),\n}\n\n'
      'CACHES = {\n    "default": env.cache("REDIS_URL", default="locmemcache://"),\n}'),
-    (r"^STATIC_URL = 'static/'$",
-     "STATIC_URL = 'static/'\n"
+    (r"^(STATIC_URL = (['\"])static/\2)$",
+     "\\1\n"
      'STATIC_ROOT = BASE_DIR / "static-collected"\n'
      'STATICFILES_DIRS = [BASE_DIR / "assets"]\n'
      "STATICFILES_FINDERS = [\n"
@@ -78,8 +78,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 """
 URLS_EDITS = [
     (r"^from django\.urls import path$", "from django.urls import include, path"),
-    (r"^(    path\('admin/', admin\.site\.urls\),)$",
-     "\\1\n    path('', include('monitor.urls')),"),
+    (r"^(    path\((['\"])admin/\2, admin\.site\.urls\),)$",
+     "\\1\n    path(\\2\\2, include(\\2monitor.urls\\2)),"),
 ]
 
 V1_FILES = {
