@@ -15,7 +15,7 @@ COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # `update` and `debian13` run on Debian 13 hosts, the others on Debian 12. `update` and
 # `restore` are the two halves of one story (v1 -> v2 -> rollback -> failing v3; v1 -> an
 # irreversible v4 -> restores -> failing v5), split so that they run side by side.
-MOLECULE_SCENARIOS ?= update restore mysql multihost console debian13
+MOLECULE_SCENARIOS ?= update restore mysql multihost realdjango console debian13
 
 .PHONY: help
 help: ## List the targets
