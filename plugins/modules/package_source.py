@@ -275,10 +275,39 @@ def directory_git_info(root: str) -> tuple[str, str, bool]:
     return commit, "" if branch == "HEAD" else branch, dirty
 
 
+def safe_extract(tar: tarfile.TarFile, into: str) -> None:
+    """Extract regular files and directories only, each inside `into`, with no setuid bits.
+
+    Pythons with PEP 706 (3.11.4+, 3.12+) apply tarfile's own "data" filter; older ones (Debian
+    12's 3.11.2) get the same refusals here: absolute or escaping names and links, hard links,
+    devices.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    root = os.path.realpath(into)
+    members = tar.getmembers()
+    for member in members:
+        target = os.path.realpath(os.path.join(root, member.name))
+        if os.path.isabs(member.name) or os.path.commonpath([root, target]) != root:
+            raise SourceError(f"the archive's member {member.name!r} points outside it")
+        if member.issym():
+            pointed = os.path.realpath(os.path.join(os.path.dirname(target), member.linkname))
+            if os.path.isabs(member.linkname) or os.path.commonpath([root, pointed]) != root:
+                raise SourceError(f"the archive's link {member.name!r} points outside it")
+            continue
+        if not (member.isfile() or member.isdir()):
+            raise SourceError(f"the archive's member {member.name!r} is not a regular file, "
+                              "directory or link inside it (hard links and devices are refused)")
+        member.mode &= 0o755 if member.isdir() else 0o644 | (member.mode & 0o111)
+        member.uid = member.gid = os.getuid()
+    tar.extractall(root, members=members)  # noqa: S202 - every member checked above
+
+
 def extract_archive(path: str, into: str) -> str:
     """Extract an archive safely; return the source root (its single top directory if any)."""
     with tarfile.open(path) as tar:
-        tar.extractall(into, filter="data")
+        safe_extract(tar, into)
     entries = os.listdir(into)
     if len(entries) == 1 and os.path.isdir(os.path.join(into, entries[0])):
         return os.path.join(into, entries[0])
@@ -307,7 +336,7 @@ def git_checkout(url: str, version: str, cache: str, into: str) -> tuple[str, st
     data = subprocess.run(["git", "--git-dir", mirror, "archive", "--format=tar", commit],
                           capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(into, filter="data")
+        safe_extract(tar, into)
     return commit, branch
 
 
