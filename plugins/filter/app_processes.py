@@ -9,8 +9,8 @@ short_description: Check the app's long-running processes and name their systemd
 version_added: "0.3.0"
 description:
   - Takes the app's process entries (the predefined Celery ones, then C(app_processes)), checks
-    them and returns them complete: defaults filled in, the unit file to install, and the units
-    to run on the given host.
+    them and returns them complete (defaults filled in, the unit file to install, and the units
+    to run on the given host).
   - An entry with C(instances) above 1 is a template unit C(APP-NAME@.service) run as
     C(APP-NAME@1.service) to C(APP-NAME@N.service); otherwise the unit is C(APP-NAME.service).
   - Fails with a message naming the entry on a name that is not C([a-z0-9-]), a duplicate name,
@@ -163,16 +163,6 @@ def app_processes(entries, app_name, hostname, reserved=None):
     return result
 
 
-def systemd_exec_shell(command):
-    """ExecStart's value running COMMAND as `/bin/sh -c 'exec COMMAND'`, quoted for systemd:
-    systemd's own specifiers (%) and variables ($) are escaped, so the shell sees the command
-    exactly as written (and expands $VARIABLES itself, from the unit's environment)."""
-    script = "exec " + command
-    quoted = (script.replace("\\", "\\\\").replace('"', '\\"')
-              .replace("%", "%%").replace("$", "$$"))
-    return f'/bin/sh -c "{quoted}"'
-
-
 class FilterModule:
     def filters(self):
-        return {"app_processes": app_processes, "systemd_exec_shell": systemd_exec_shell}
+        return {"app_processes": app_processes}

@@ -71,8 +71,8 @@ def health_checks(checks):
                 "for any status below 500")
         if check.get("text") is not None and not isinstance(check["text"], str):
             raise AnsibleFilterError(
-                f"app_health_checks: entry {position} ({check['path']}) has text={check['text']!r}; "
-                "text is a string the body must contain")
+                f"app_health_checks: entry {position} ({check['path']}) has "
+                f"text={check['text']!r}; text is a string the body must contain")
     return checks
 
 
@@ -90,10 +90,7 @@ def health_check_passes(status, check, content=""):
     except (TypeError, ValueError):
         return False
     codes = _statuses(check.get("status"))
-    if codes is None:
-        good = 100 <= status < 500
-    else:
-        good = status in codes
+    good = 100 <= status < 500 if codes is None else status in codes
     text = check.get("text")
     return good and (not text or text in (content or ""))
 

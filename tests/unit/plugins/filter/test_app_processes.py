@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.slipway.django.plugins.filter.app_processes import (
-    app_processes,
+from ansible_collections.slipway.django.plugins.filter.app_processes import app_processes
+from ansible_collections.slipway.django.plugins.filter.systemd_exec_shell import (
     systemd_exec_shell,
 )
 
