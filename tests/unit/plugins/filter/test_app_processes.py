@@ -79,8 +79,9 @@ def test_quoted_operators_are_part_of_the_program_line():
 
 
 def test_the_shell_line_is_escaped_for_systemd():
-    assert systemd_exec_shell("python manage.py run") == '/bin/sh -c "exec python manage.py run"'
-    line = systemd_exec_shell('''python -c "print('%d' % 1, r'\\n')" --dir $HOME''')
+    line = systemd_exec_shell("exec python manage.py run")
+    assert line == '/bin/sh -c "exec python manage.py run"'
+    line = systemd_exec_shell('''exec python -c "print('%d' % 1, r'\\n')" --dir $HOME''')
     assert line == ('/bin/sh -c "exec python -c \\"print(\'%%d\' %% 1, r\'\\\\n\')\\" '
                     '--dir $$HOME"')
 
@@ -100,4 +101,4 @@ def test_systemd_unquotes_the_line_back_to_the_command():
             assert quoted[i] not in '"\\%$', quoted[i:]
             read.append(quoted[i])
             i += 1
-    assert "".join(read) == "exec " + command
+    assert "".join(read) == command
