@@ -61,6 +61,8 @@ SETTINGS_EDITS = [
      "\\1\n"
      'STATIC_ROOT = BASE_DIR / "static-collected"\n'
      'STATICFILES_DIRS = [BASE_DIR / "assets"]\n'
+     'MEDIA_URL = "media/"\n'
+     'MEDIA_ROOT = BASE_DIR / "media"\n'
      "STATICFILES_FINDERS = [\n"
      '    "django.contrib.staticfiles.finders.FileSystemFinder",\n'
      '    "django.contrib.staticfiles.finders.AppDirectoriesFinder",\n'

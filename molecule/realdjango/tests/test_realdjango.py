@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-import testinfra
 
 APP = "uptime"
 ROOT = f"/srv/{APP}"
-HOST = "slipway-molecule-realdjango"
 ADMIN_EMAIL = "admin@uptime.example"
 PROCESS_UNIT = f"{APP}-sendalerts.service"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
@@ -54,12 +52,6 @@ REQUEST = (
     "    except urllib.error.HTTPError as error:\n"
     "        return error.code, error.url, dict(error.headers), error.read().decode()\n"
 )
-
-
-@pytest.fixture(scope="module")
-def host():
-    return testinfra.get_host(f"ansible://{HOST}",
-                              ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
 
 
 def fetch(host, path: str) -> dict:
