@@ -27,7 +27,9 @@ ROOT = f"/srv/{APP}"
 # Bounds, not expectations: a playbook that hangs is killed, the load stops by itself.
 RUN_TIMEOUT = 900
 LOAD_LIMIT = RUN_TIMEOUT + 60
-LOAD_RATE = 60.0
+# Steady traffic, not a stress test: the tests run beside other scenarios on a 2-core machine,
+# and every request of the deploy's window is checked (the benchmarks measure latency).
+LOAD_RATE = 25.0
 # A client's patience, like nginx's own proxy timeouts: a request that waits in the socket's
 # queue while gunicorn restarts on a loaded machine is slow, not failed; its latency is reported.
 CLIENT_TIMEOUT = 30.0

@@ -33,7 +33,8 @@ DEPLOY_VERSION = "v1"
 ANSWERING_VERSIONS = ("v1",)
 # What converge.yml deploys (molecule.yml's app_source).
 CONVERGED_VERSION = "v1"
-LOAD_RATE = 60.0
+# Steady traffic, not a stress test (see tests/testbed/deploy_steps.py).
+LOAD_RATE = 25.0
 # A client's patience (nginx's own proxy timeouts are longer): a request queued while a host
 # restarts on a loaded machine is slow, not failed; its latency is reported.
 CLIENT_TIMEOUT = 30.0
