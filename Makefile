@@ -86,12 +86,14 @@ molecule: venv image image13 ## Molecule scenarios on podman systemd hosts
 console: venv host ## Deploy console: API, runs, cancel, restart and browser (chromium) tests
 	pytest -q tests/console
 
-# The molecule lanes spend much of their time waiting on their hosts: the integration and
-# console tests run beside them, and molecule's output follows theirs.
+# The molecule lanes spend much of their time waiting on their hosts: lint, the unit, integration
+# and console tests run beside them, and molecule's output follows theirs.
 .PHONY: test
-test: lint unit venv host image image13 ## The whole test suite (what CI runs)
+test: venv host image image13 ## The whole test suite (what CI runs)
 	@mkdir -p .cache; rc=0; \
 	bash tests/testbed/run-molecule.sh $(MOLECULE_SCENARIOS) > .cache/molecule.out 2>&1 & molecule=$$!; \
+	$(MAKE) --no-print-directory lint || rc=1; \
+	pytest -q tests/unit || rc=1; \
 	pytest -q tests/integration || rc=1; \
 	pytest -q tests/console || rc=1; \
 	wait $$molecule || rc=1; \

@@ -742,9 +742,22 @@ def _default_table(app_label, model_name, connection):
                          connection.ops.max_name_length())
 
 
+def _swapped(app_label, model_name, options):
+    """Whether a swappable model is replaced in this project (auth.User by AUTH_USER_MODEL):
+    Django then creates no table for it."""
+    setting = options.get('swappable')
+    if not setting:
+        return False
+    from django.conf import settings
+    target = getattr(settings, setting, None) or ''
+    return target.lower() != f'{app_label}.{model_name}'.lower()
+
+
 def _model_table(app_label, model_name, options, connection):
-    """The table of a model, or None when the model has none of its own (proxy, unmanaged)."""
-    if options.get('proxy') or not options.get('managed', True):
+    """The table of a model, or None when the model has none of its own (proxy, unmanaged,
+    swapped out)."""
+    if (options.get('proxy') or not options.get('managed', True)
+            or _swapped(app_label, model_name, options)):
         return None
     return options.get('db_table') or _default_table(app_label, model_name, connection)
 
