@@ -241,7 +241,8 @@ def test_a_rerun_of_the_update_changes_nothing_and_prints_no_warning(host, updat
 
 
 def test_no_deploy_of_the_scenario_printed_a_warning(update):
-    """Converge, idempotence and the updates above, from the log they all write."""
+    """Converge and the updates above, from the log they all write (the rerun of the update
+    is the idempotence check: test_a_rerun_of_the_update_changes_nothing...)."""
     runs: dict[str, list[str]] = {}
     for line in LOG.read_text().splitlines():
         found = re.search(r" p=(\d+) ", line)
@@ -249,8 +250,8 @@ def test_no_deploy_of_the_scenario_printed_a_warning(update):
             runs.setdefault(found.group(1), []).append(line)
     deploys = {pid: lines for pid, lines in runs.items()
                if any(DEPLOY_PLAY in line for line in lines)}
-    # converge, idempotence, the update and its rerun
-    assert len(deploys) >= 4, sorted(runs)
+    # converge, the update and its rerun
+    assert len(deploys) >= 3, sorted(runs)
     assert {pid: warnings_in("\n".join(lines)) for pid, lines in deploys.items()} == {
         pid: [] for pid in deploys}
 
