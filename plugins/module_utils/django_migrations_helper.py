@@ -445,7 +445,8 @@ def _fake_lost_chains(history, schema, judge, apps, state):
     """Judge each app's lost chain and record the longest prefix the live schema matches.
 
     ``state`` carries ``steps``, ``handled``, ``assumed``, ``verdicts`` (the last verdict per
-    app) and ``reasons`` (per faked key). Returns whether anything was recorded.
+    app), ``judged`` (verdicts by chain, so a chain is judged once) and ``reasons`` (per faked
+    key). Returns whether anything was recorded.
     """
     faked = False
     for app_label in apps:
@@ -975,10 +976,15 @@ def _replay(op, key, migration, state, connection):
     try:
         op.state_forwards(migration.app_label, state)
     except Exception as exc:
-        raise HelperError('graph', f'{label(key)}: {type(op).__name__} could not be replayed on '
-                          f'the project state ({type(exc).__name__}: {exc}); does '
-                          '"manage.py migrate --plan" work?') from None
+        raise _state_error(f'{label(key)}: {type(op).__name__} could not be replayed on the '
+                           'project state', exc) from None
     return effects
+
+
+def _state_error(what, exc):
+    """The error for a project state Django cannot build: WHAT failed, and why."""
+    return HelperError('graph', f'{what} ({type(exc).__name__}: {exc}); does '
+                       '"manage.py migrate --plan" work?')
 
 
 def read_migrations(loader, connection):
@@ -1076,9 +1082,8 @@ def chain_states(loader, connection, history, chain):
             state = graph.nodes[key].mutate_state(state, preserve=False)
             states.append(expected_schema(state, app_label, connection))
     except Exception as exc:
-        raise HelperError('graph', f'{app_label}: the project state of its unrecorded '
-                          f'migrations could not be built ({type(exc).__name__}: {exc}); does '
-                          '"manage.py migrate --plan" work?') from None
+        raise _state_error(f'{app_label}: the project state of its unrecorded migrations could '
+                           'not be built', exc) from None
     return states
 
 
