@@ -12,6 +12,9 @@ description:
     environment, release, branch, commit, playbook, inventory, limit, tags, outcome, log), with a
     per-host summary in C(deploy_host_summary) and one row per task per host in
     C(deploy_task_results). Read it with the C(slipway-history) command.
+  - A run's kind is C(deploy), C(rollback), C(unlock) or C(command) (after its playbook, or
+    the C(slipway_kind) key it publishes); a run of kind C(command) (C(playbooks/manage.yml))
+    also records its manage.py command line, return code and output.
   - The environment is the inventory variable C(slipway_environment) (default, the name of the
     inventory's directory); release id, branch, commit and app come from the C(slipway_*) keys
     that the deploy playbooks publish with M(ansible.builtin.set_stats); the description is the
@@ -148,7 +151,16 @@ STATS_COLUMNS = {
     "slipway_branch": "branch",
     "slipway_environment": "environment",
     "slipway_app": "app",
+    "slipway_kind": "kind",
+    "slipway_command": "command",
+    "slipway_command_rc": "command_rc",
+    "slipway_command_output": "command_output",
 }
+# The kind of a run, by its (first) playbook, until the playbook publishes its own.
+PLAYBOOK_KINDS = {"deploy.yml": "deploy", "rollback.yml": "rollback", "unlock.yml": "unlock",
+                  "manage.yml": "command"}
+# A command's output beyond this many characters keeps only its end (the log has it all).
+COMMAND_OUTPUT_LIMIT = 65536
 NO_LOG_MESSAGE = "the output has been hidden due to no_log"
 RULE_WIDTH = 79
 
@@ -258,6 +270,7 @@ class CallbackModule(CallbackBase):
             "deployed_by": self._deployed_by,
             "started_at": self._started_at,
             "playbook": os.path.basename(playbook._file_name),
+            "kind": PLAYBOOK_KINDS.get(os.path.basename(playbook._file_name)),
             "inventory": ",".join(cli.get("inventory") or ()) or None,
             "host_limit": cli.get("subset") or None,
             "tags": ",".join(tag for tag in cli.get("tags") or () if tag != "all") or None,
@@ -499,7 +512,13 @@ class CallbackModule(CallbackBase):
             if column == "environment" and self._explicit_environment:
                 continue
             self._published.add(column)
+            if column == "command_rc":
+                with contextlib.suppress(TypeError, ValueError):
+                    fields[column] = int(value)
+                continue
             fields[column] = str(value)  # tagged or lazy values become plain text here
+            if column == "command_output":
+                fields[column] = fields[column][-COMMAND_OUTPUT_LIMIT:]
         if fields:
             self._fields.update(fields)
             self._submit("update", fields)

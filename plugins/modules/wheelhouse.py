@@ -111,6 +111,15 @@ options:
     type: list
     elements: str
     default: []
+  ensure:
+    description:
+      - Requirements the app must have, such as its app server (C(gunicorn==23.0.0)). Each one
+        whose distribution the app's resolved dependencies lack is resolved together with them
+        and added to the wheelhouse (RV(added)); one the app already has is left as the app pins
+        it. The O(key) must change with this list.
+    type: list
+    elements: str
+    default: []
   timeout:
     description:
       - Seconds pip waits for the index on each request.
@@ -127,6 +136,7 @@ EXAMPLES = r"""
     dest: /var/cache/slipway/shop/wheelhouse
     key: 1b4f0e985197-cp311-x86_64
     tools: [uv==0.9.5]
+    ensure: [gunicorn==23.0.0]
   delegate_to: "{{ groups['app'][0] }}"
   run_once: true
 """
@@ -155,6 +165,13 @@ tools_missing:
   type: list
   elements: str
   sample: []
+added:
+  description: The O(ensure) requirements that the app's dependencies lacked and that were added
+    to the wheelhouse (also when the archive was built by an earlier run).
+  returned: always
+  type: list
+  elements: str
+  sample: [gunicorn==23.0.0]
 python_version:
   description: The version of O(python).
   returned: always
@@ -174,6 +191,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 REQUIREMENTS_NAME = "slipway-requirements.txt"
+ADDED_NAME = "slipway-added.txt"
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 _REQUIRES_PYTHON = re.compile(
     r"Requires-Python\s*([<>=!~][^;,'\"\s)]*(?:,\s*[<>=!~][^;,'\"\s)]*)*)")
@@ -194,6 +213,20 @@ def python_version(python: str) -> str:
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BuildError(f"the interpreter {python} does not run on this host: {exc}") from exc
     return result.stdout.strip()
+
+
+def canonical(name: str) -> str:
+    """A distribution's name as packaging compares it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing(requirements: list[str], directory: str) -> list[str]:
+    """The requirements whose distribution has no wheel in directory."""
+    present = {canonical(match.group("name")) for match in map(_WHEEL.match, os.listdir(directory))
+               if match}
+    found = [(requirement, _REQUIREMENT_NAME.match(requirement)) for requirement in requirements]
+    return [requirement for requirement, name in found
+            if name and canonical(name.group(1)) not in present]
 
 
 def wheel_pins(directory: str) -> list[str]:
@@ -247,6 +280,7 @@ class Builder:
         self.params = params
         self.run = run
         self.tools_missing: list[str] = []
+        self.added: list[str] = []
 
     def pip_options(self) -> list[str]:
         params = self.params
@@ -319,6 +353,12 @@ class Builder:
                     handle.write("".join(f"{line}\n" for line in params["dependencies"]))
                 args, cwd = ["--requirement", spec], source
             self.pip_wheel(env, args, wheels, version, cwd)
+            self.added = missing(params["ensure"], wheels)
+            if self.added:
+                # Resolved with the app's own requirements, so that the versions agree.
+                self.pip_wheel(env, [*args, *self.added], wheels, version, cwd)
+            with open(os.path.join(wheels, ADDED_NAME), "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{requirement}\n" for requirement in self.added))
             if params["build_project"]:
                 self.pip_wheel(env, ["--no-deps", source], wheels, version)
             pins = wheel_pins(wheels)
@@ -348,9 +388,11 @@ class Builder:
 def archive_contents(archive: str) -> dict:
     with tarfile.open(archive) as tar:
         names = [name.lstrip("./") for name in tar.getnames()]
+        added = tar.extractfile(ADDED_NAME).read().decode().split() if ADDED_NAME in names else []
     return {"wheels": sum(1 for name in names if name.endswith(".whl") and "/" not in name),
             "tools": sorted(name.split("/", 1)[1] for name in names
-                            if name.startswith("tools/") and name.endswith(".whl"))}
+                            if name.startswith("tools/") and name.endswith(".whl")),
+            "added": added}
 
 
 def main() -> None:
@@ -370,6 +412,7 @@ def main() -> None:
             "extra_index_urls": {"type": "list", "elements": "str", "default": []},
             "ca_bundle": {"type": "path"},
             "tools": {"type": "list", "elements": "str", "default": []},
+            "ensure": {"type": "list", "elements": "str", "default": []},
             "timeout": {"type": "int", "default": 30},
         },
         supports_check_mode=True,
@@ -379,7 +422,7 @@ def main() -> None:
         module.fail_json(msg=f"key {params['key']!r} must be a file name (letters, digits, . _ -)")
     archive = os.path.join(params["dest"], params["key"] + ".tar")
     result = {"changed": False, "archive": archive, "wheels": 0, "tools": [],
-              "tools_missing": []}
+              "tools_missing": [], "added": []}
     try:
         result["python_version"] = python_version(params["python"])
         if os.path.exists(archive):

@@ -37,6 +37,7 @@ __all__ = [
     "STATUSES",
     "HistoryStore",
     "HistoryStoreError",
+    "KINDS",
     "SecretScrubber",
     "Spool",
     "default_spool_dir",
@@ -47,7 +48,7 @@ __all__ = [
     "utcnow",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "success", "failed", "cancelled", "interrupted")
 FINAL_STATUSES = ("success", "failed", "cancelled", "interrupted")
 TASK_STATUSES = ("ok", "failed", "ignored", "skipped", "unreachable")
@@ -58,8 +59,10 @@ RUN_COLUMNS = frozenset({
     "environment", "branch", "commit_hash", "status", "deployed_by", "description",
     "error_message", "started_at", "completed_at", "duration", "playbook", "inventory",
     "host_limit", "tags", "skip_tags", "check_mode", "release_id", "app", "extra_vars",
-    "controller", "pid", "ansible_version",
+    "controller", "pid", "ansible_version", "kind", "command", "command_rc", "command_output",
 })
+# What a run did: its playbook's kind; a run of kind ``command`` records one manage.py command.
+KINDS = ("deploy", "rollback", "unlock", "command")
 TASK_COLUMNS = ("host", "play", "task", "action", "status", "changed", "started_at",
                 "duration_ms", "message")
 _TIMESTAMP_COLUMNS = frozenset({"started_at", "completed_at", "created_at", "updated_at"})
@@ -263,8 +266,19 @@ def _schema_v1(d: _Dialect) -> list[str]:
     ]
 
 
+def _schema_v2(d: _Dialect) -> list[str]:
+    """Runs of kind ``command`` (playbooks/manage.yml): the command line, its return code and
+    output. ``kind`` stays NULL for runs recorded before (their playbook tells)."""
+    return [
+        "ALTER TABLE deploy_history ADD COLUMN kind VARCHAR(20)",
+        "ALTER TABLE deploy_history ADD COLUMN command TEXT",
+        "ALTER TABLE deploy_history ADD COLUMN command_rc INTEGER",
+        f"ALTER TABLE deploy_history ADD COLUMN command_output {d.big_text}",
+    ]
+
+
 # Each entry upgrades the schema by one version; append, never edit a released entry.
-_MIGRATIONS: list[Callable[[_Dialect], list[str]]] = [_schema_v1]
+_MIGRATIONS: list[Callable[[_Dialect], list[str]]] = [_schema_v1, _schema_v2]
 
 
 def _connect_postgresql(url: str, connect_timeout: int) -> Any:
@@ -818,8 +832,11 @@ class HistoryStore:
     # Reading
 
     def _filters(self, environment: str | None, status: str | None, since: datetime | None,
-                 include_deleted: bool) -> tuple[str, list[Any]]:
+                 include_deleted: bool, kind: str | None = None) -> tuple[str, list[Any]]:
         clauses, params = [], []
+        if kind:
+            clauses.append("kind = ?")
+            params.append(kind)
         if not include_deleted:
             clauses.append("is_deleted = 'N'")
         if environment:
@@ -835,12 +852,12 @@ class HistoryStore:
 
     def list_runs(self, environment: str | None = None, status: str | None = None,
                   since: datetime | None = None, limit: int = 20, offset: int = 0,
-                  include_deleted: bool = False) -> list[dict[str, Any]]:
-        """Runs, newest first, without their logs."""
+                  include_deleted: bool = False, kind: str | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first, without their logs and command outputs."""
         self.ensure_schema()
-        where, params = self._filters(environment, status, since, include_deleted)
-        columns = ", ".join(("id", "run_uuid", *sorted(RUN_COLUMNS), "created_at", "updated_at",
-                             "is_deleted"))
+        where, params = self._filters(environment, status, since, include_deleted, kind)
+        columns = ", ".join(("id", "run_uuid", *sorted(RUN_COLUMNS - {"command_output"}),
+                             "created_at", "updated_at", "is_deleted"))
         with self._transaction(write=False) as cursor:
             self._execute(cursor, f"SELECT {columns} FROM deploy_history{where} "
                           "ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
@@ -848,9 +865,10 @@ class HistoryStore:
             return self._rows(cursor)
 
     def count_runs(self, environment: str | None = None, status: str | None = None,
-                   since: datetime | None = None, include_deleted: bool = False) -> int:
+                   since: datetime | None = None, include_deleted: bool = False,
+                   kind: str | None = None) -> int:
         self.ensure_schema()
-        where, params = self._filters(environment, status, since, include_deleted)
+        where, params = self._filters(environment, status, since, include_deleted, kind)
         with self._transaction(write=False) as cursor:
             self._execute(cursor, f"SELECT COUNT(*) FROM deploy_history{where}", params)
             return cursor.fetchone()[0]

@@ -1,6 +1,7 @@
 """slipway-history: read the deploy history that the slipway.django.deploy_history callback keeps.
 
-    slipway-history [list] [--env ENV] [--status STATUS] [--since WHEN] [--limit N] [--page P]
+    slipway-history [list] [--env ENV] [--kind KIND] [--status STATUS] [--since WHEN]
+                    [--limit N] [--page P]
     slipway-history show ID
     slipway-history log ID [--follow]
     slipway-history prune --older-than AGE
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("list", parents=[common], help="list runs, newest first")
     runs.add_argument("--env", help="only this environment")
     runs.add_argument("--status", choices=store_module.STATUSES, help="only runs in this status")
+    runs.add_argument("--kind", choices=store_module.KINDS,
+                      help="only runs of this kind (command: one-off manage.py commands)")
     runs.add_argument("--since", type=_when, metavar="WHEN",
                       help="only runs started since WHEN: an age (12h, 7d, 2w) or an ISO date "
                       "or date-time in UTC")
@@ -164,7 +167,7 @@ def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 def _list(store: Any, args: argparse.Namespace) -> int:
     filters = {"environment": args.env, "status": args.status, "since": args.since,
-               "include_deleted": args.include_deleted}
+               "include_deleted": args.include_deleted, "kind": args.kind}
     total = store.count_runs(**filters)
     runs = store.list_runs(**filters, limit=args.limit, offset=(args.page - 1) * args.limit)
     pages = max(1, -(-total // args.limit))
@@ -175,9 +178,10 @@ def _list(store: Any, args: argparse.Namespace) -> int:
     if not runs:
         print("no runs match")
         return 0
-    print(_table(("ID", "STARTED (UTC)", "ENV", "STATUS", "DURATION", "RELEASE", "BRANCH",
-                  "COMMIT", "BY", "PLAYBOOK"),
-                 [(run["id"], _time(run["started_at"]), run["environment"], run["status"],
+    print(_table(("ID", "STARTED (UTC)", "ENV", "KIND", "STATUS", "DURATION", "RELEASE",
+                  "BRANCH", "COMMIT", "BY", "PLAYBOOK"),
+                 [(run["id"], _time(run["started_at"]), run["environment"], run["kind"] or "",
+                   run["status"],
                    format_duration(run["duration"]), run["release_id"], run["branch"],
                    (run["commit_hash"] or "")[:10], run["deployed_by"], run["playbook"])
                   for run in runs]))
@@ -197,7 +201,8 @@ def _show(store: Any, args: argparse.Namespace) -> int:
         _print_json({"run": run, "hosts": hosts, "tasks": tasks})
         return 0
     print(f"Run {run['id']} ({run['run_uuid']})")
-    fields = ("status", "environment", "playbook", "inventory", "host_limit", "tags",
+    fields = ("status", "kind", "environment", "playbook", "command", "command_rc",
+              "inventory", "host_limit", "tags",
               "skip_tags", "release_id", "app", "branch", "commit_hash", "deployed_by",
               "description", "started_at", "completed_at", "duration", "controller",
               "ansible_version", "error_message")
@@ -219,6 +224,9 @@ def _show(store: Any, args: argparse.Namespace) -> int:
                    t["play"], t["task"], (t["message"] or "").splitlines()[0][:80]
                    if t["message"] else "") for t in tasks]) if tasks
           else "  (none recorded)")
+    if run.get("kind") == "command":
+        print("\nOutput of the command")
+        print(run.get("command_output") or "  (none recorded)")
     return 0
 
 

@@ -25,6 +25,22 @@ sys.path.insert(0, str(ROOT / "src"))
 from slipway.history_store import HistoryStore  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
+# The allow-lists of one-off commands (YAML lines of an environment's `commands:`); the
+# template in `note` must reach the playbook as text.
+COMMANDS = {
+    "staging": (
+        "commands:",
+        "  - {name: backfill_po, command: 'backfill_po --days 7 --limit 10', dry_run: true}",
+        "  - {name: clearsessions, command: clearsessions}",
+        "  - name: note",
+        "    command: >-",
+        "      backfill_po --note \"{{ lookup('pipe', 'touch${IFS}MARKER') }}\"",
+    ),
+    "production": (
+        "commands:",
+        "  - {name: backfill_po, command: 'backfill_po --days 7 --limit 10', dry_run: true}",
+    ),
+}
 FINAL = ("success", "failed", "cancelled", "interrupted")
 
 
@@ -47,6 +63,8 @@ class Site:
         self.process: subprocess.Popen | None = None
         self.tokens: dict[str, str] = {}
         self.config = root / "console.yml"
+        # Created if Ansible ever rendered the template in the `note` command.
+        self.marker = root / "PWNED-command"
         (root / "broken.yml").write_text("- name: Broken\n  hosts: app\n  tasks: [\n")
         environments = {
             "staging": ({}, {}),
@@ -63,8 +81,11 @@ class Site:
             lines += [f"  {name}:", f"    inventory: inventories/{name}",
                       f"    deploy_playbook: {PLAYBOOKS / 'deploy.yml'}",
                       f"    rollback_playbook: {PLAYBOOKS / 'rollback.yml'}",
-                      f"    unlock_playbook: {PLAYBOOKS / 'unlock.yml'}"]
+                      f"    unlock_playbook: {PLAYBOOKS / 'unlock.yml'}",
+                      f"    manage_playbook: {PLAYBOOKS / 'manage.yml'}"]
             lines += [f"    {key}: {value}" for key, value in settings.items()]
+            lines += [f"    {line}".replace("MARKER", str(self.marker))
+                      for line in COMMANDS.get(name, ())]
         self.config.write_text("\n".join(lines) + "\n")
 
     def _inventory(self, name: str, host_vars: dict) -> None:

@@ -54,3 +54,50 @@ def test_the_new_limits_are_read_from_the_configuration(tmp_path):
     config.write_text("environments: {staging: {inventory: inventory}}\nmax_body_bytes: 10\n")
     with pytest.raises(ConfigError, match="max_body_bytes must be a number of at least 1024"):
         load_config(config)
+
+
+def test_an_earlier_database_takes_approval_requests_of_commands(tmp_path):
+    path = tmp_path / "console.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(EARLIER_SCHEMA)
+    db = ConsoleDB(path)
+    db.create()
+
+    approval_id = db.add_approval("production", "command", {"command_name": "backfill_po"},
+                                  "dana")
+    assert db.approval(approval_id)["kind"] == "command"
+    assert db.approval(1)["kind"] == "deploy"
+
+
+@pytest.mark.parametrize(("commands", "error"), [
+    ("[{name: backfill, command: 'python manage.py backfill'}]", "without 'python manage.py'"),
+    ("[{name: backfill, command: 'back-fill --days 7'}]", "'back-fill' is not a manage.py"),
+    ("[{name: backfill, command: \"backfill --note 'open\"}]", "check its quotes"),
+    ("[{name: backfill, command: ''}]", "no command given"),
+    ("[{name: 'a b', command: backfill}]", "name 'a b' must be letters"),
+    ("[{name: x, command: a}, {name: x, command: b}]", "the name 'x' is given twice"),
+    ("[{name: x, command: a, dry_run: 'yes'}]", "dry_run must be true or false"),
+    ("[{name: x, command: a, shell: true}]", "unknown keys ['shell']"),
+    ("backfill_po", "must be a list"),
+])
+def test_a_bad_command_in_the_allow_list_stops_the_console_naming_it(tmp_path, commands, error):
+    (tmp_path / "inventory").mkdir()
+    config = tmp_path / "console.yml"
+    config.write_text("environments: {staging: {inventory: inventory, commands: "
+                      f"{commands}}}}}\n")
+    with pytest.raises(ConfigError, match="environment staging") as raised:
+        load_config(config)
+    assert error in str(raised.value)
+
+
+def test_the_allow_list_keeps_each_command_line_as_written(tmp_path):
+    (tmp_path / "inventory").mkdir()
+    config = tmp_path / "console.yml"
+    config.write_text("environments:\n  staging:\n    inventory: inventory\n    commands:\n"
+                      "      - {name: backfill_po, command: 'backfill_po --days 7',"
+                      " dry_run: true}\n"
+                      "      - {name: note, command: \"x --n '{{ 1 + 1 }}'\"}\n")
+    staging = load_config(config).environments["staging"]
+    assert [(c.name, c.command, c.dry_run) for c in staging.commands] == [
+        ("backfill_po", "backfill_po --days 7", True), ("note", "x --n '{{ 1 + 1 }}'", False)]
+    assert staging.manage_playbook.name == "manage.yml" and staging.manage_playbook.is_file()

@@ -3,9 +3,11 @@
     python tests/testbed/django6_project.py OUTDIR
 
 OUTDIR/django6       `django-admin startproject mysite` of the newest Django 6.0.x on the index,
-                     with settings read from the environment (SECRET_KEY, DEBUG, ALLOWED_HOSTS,
-                     DATABASE_URL through dj-database-url, STATIC_ROOT) and a requirements/ tree
-                     (requirements.txt -> requirements/production.txt -> requirements/base.txt);
+                     with settings read from the environment (SECRET_KEY, DEBUG as "True",
+                     ALLOWED_HOSTS, the database as DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD,
+                     STATIC_ROOT) and a requirements/ tree (requirements.txt ->
+                     requirements/production.txt -> requirements/base.txt) that names no app
+                     server (no gunicorn: the deploy tool brings its own);
 OUTDIR/django6.json  the Django and Python versions that generated it.
 
 Nothing in it is written for slipway: the edits are those of the usual deployment checklist.
@@ -32,20 +34,27 @@ PROJECT_NAME = "mysite"
 NEWER_PYTHONS = ("3.14", "3.13", "3.12")
 REQUIREMENTS = {
     "requirements.txt": "-r requirements/production.txt\n",
-    "requirements/production.txt": "-r base.txt\ngunicorn>=23\npsycopg[binary]>=3.2\n",
-    "requirements/base.txt": "Django==6.0.*\ndj-database-url>=3.0\n",
+    "requirements/production.txt": "-r base.txt\npsycopg[binary]>=3.2\n",
+    "requirements/base.txt": "Django==6.0.*\n",
 }
 # (pattern in the generated settings.py, what a project's author writes instead)
 SETTINGS_EDITS = [
-    (r"^from pathlib import Path$",
-     "import os\nfrom pathlib import Path\n\nimport dj_database_url"),
+    (r"^from pathlib import Path$", "import os\nfrom pathlib import Path"),
     (r"^SECRET_KEY = .*$", 'SECRET_KEY = os.environ["SECRET_KEY"]'),
-    (r"^DEBUG = True$", 'DEBUG = os.environ.get("DEBUG", "false").lower() == "true"'),
+    (r"^DEBUG = True$", 'DEBUG = os.environ.get("DEBUG", "False") == "True"'),
     (r"^ALLOWED_HOSTS = \[\]$",
      'ALLOWED_HOSTS = [host for host in os.environ.get("ALLOWED_HOSTS", "").split(",") if host]'),
     (r"^DATABASES = \{\n(?:    .*\n)*\}$",
      "DATABASES = {\n"
-     '    "default": dj_database_url.config(conn_max_age=600, conn_health_checks=True),\n'
+     '    "default": {\n'
+     '        "ENGINE": "django.db.backends.postgresql",\n'
+     '        "HOST": os.environ["DB_HOST"],\n'
+     '        "PORT": os.environ.get("DB_PORT", "5432"),\n'
+     '        "NAME": os.environ["DB_NAME"],\n'
+     '        "USER": os.environ["DB_USER"],\n'
+     '        "PASSWORD": os.environ["DB_PASSWORD"],\n'
+     '        "CONN_MAX_AGE": 600,\n'
+     "    },\n"
      "}"),
 ]
 SETTINGS_APPENDED = """

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Run molecule scenarios in MOLECULE_JOBS lanes (default 2) at once: each scenario has its own
+# Run molecule scenarios in MOLECULE_JOBS lanes (default 3) at once: each scenario has its own
 # containers, ports and ephemeral directory, and much of a scenario's time is spent waiting on
-# its hosts, so two lanes shorten `make test` on a 2-core machine. A lane that finishes a
+# its hosts (apt, pip, health gates, load windows), so three lanes shorten `make test` even on a
+# 2-core machine. A lane that finishes a
 # scenario takes the next one not yet started, in the order given (list the longest first).
 # Each scenario's output goes to .cache/molecule-logs/SCENARIO.log and is printed at the end.
 #   tests/testbed/run-molecule.sh SCENARIO...
 set -uo pipefail
 
-jobs=${MOLECULE_JOBS:-2}
+jobs=${MOLECULE_JOBS:-3}
 logs=.cache/molecule-logs
 mkdir -p "$logs"
 scenarios=("$@")

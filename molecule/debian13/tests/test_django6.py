@@ -29,6 +29,7 @@ BUILD_SOURCES = f"/var/cache/slipway/{APP}/sources"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 SOURCE = EPHEMERAL / "django6"
+CREDENTIALS = EPHEMERAL / "credentials"
 # A bound, not an expectation: a playbook that hangs is killed.
 RUN_TIMEOUT = 900
 REQUEST = (
@@ -66,17 +67,23 @@ def fetch(host, path: str) -> dict:
     return json.loads(host.check_output("python3 -c %s %s", code, path))
 
 
-def playbook(*extra: str) -> subprocess.CompletedProcess:
-    """deploy.yml on the scenario's inventory. Its provisioning plays are skipped: molecule's
-    idempotence step already deployed twice with them, and they are not what these runs test."""
+def playbook(*extra: str, provision: bool = False) -> subprocess.CompletedProcess:
+    """deploy.yml on the scenario's inventory. Its provisioning plays are skipped unless asked
+    for: molecule's idempotence step already deployed twice with them, and they are not what
+    most of these runs test."""
+    skip = [] if provision else ["--skip-tags", "provision"]
     command = ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
-               str(PROJECT / "playbooks" / "deploy.yml"), "--skip-tags", "provision", *extra]
+               str(PROJECT / "playbooks" / "deploy.yml"), *skip, *extra]
     return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT,
                           cwd=PROJECT)
 
 
 def output(result: subprocess.CompletedProcess) -> str:
-    return result.stdout + result.stderr
+    return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # molecule forces colours
+
+
+def secret(name: str) -> str:
+    return (CREDENTIALS / name).read_text().strip()
 
 
 def release_python(host, code: str) -> str:
@@ -221,10 +228,101 @@ def test_an_index_the_build_host_cannot_reach_is_refused(host, deployed, tmp_pat
         "the deploy lock is released")
 
 
-def test_after_the_refused_deploys_a_deploy_of_the_project_changes_nothing(host, deployed):
-    result = playbook()
-    assert result.returncode == 0, output(result)[-3000:]
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)  # molecule forces colours
-    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", plain, re.MULTILINE)
+NOTES_MIGRATION = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Note",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
+                ("text", models.TextField()),
+            ],
+        ),
+    ]
+"""
+
+
+def test_the_project_names_no_app_server_and_its_release_has_gunicorn(host):
+    requirements = "".join(path.read_text() for path in SOURCE.glob("**/*.txt"))
+    assert "gunicorn" not in requirements.lower()
+    assert host.file(f"{ROOT}/current/venv/bin/gunicorn").is_file
+    assert release_python(host, "import gunicorn; print(gunicorn.__version__)") == "23.0.0"
+    assert host.service(f"{APP}.service").is_running
+    assert host.service(f"{APP}.socket").is_running
+
+
+def test_the_environment_maps_the_database_names_and_writes_booleans_as_python_does(host):
+    env = host.file(f"{ROOT}/shared/.env")
+    assert (env.user, env.group, env.mode) == (APP, APP, 0o600)
+    lines = dict(line.split("=", 1) for line in env.content_string.splitlines()
+                 if line and not line.startswith("#"))
+    assert lines["DEBUG"] == "'False'"
+    assert lines["HTTPS"] == "'False'"
+    assert lines["DB_HOST"] == "'127.0.0.1'"
+    assert lines["DB_PORT"] == "'5432'"
+    assert lines["DB_NAME"] == lines["DB_USER"] == f"'{APP}'"
+    assert lines["DB_PASSWORD"] == f"'{secret('db_password')}'"
+    # The project reads DB_*: the admin page it serves came from its database.
+    assert fetch(host, "/admin/login/")["status"] == 200
+
+
+def test_a_release_whose_application_does_not_import_stops_before_the_migrations(
+        host, deployed, tmp_path):
+    # A release with a new migration and a WSGI module that cannot import: the check must stop
+    # it before the migration runs.
+    changed = tmp_path / "django6"
+    shutil.copytree(SOURCE, changed)
+    notes = changed / "notes"
+    (notes / "migrations").mkdir(parents=True)
+    (notes / "__init__.py").write_text("")
+    (notes / "migrations" / "__init__.py").write_text("")
+    (notes / "models.py").write_text(
+        "from django.db import models\n\n\nclass Note(models.Model):\n"
+        "    text = models.TextField()\n")
+    (notes / "migrations" / "0001_initial.py").write_text(NOTES_MIGRATION)
+    with (changed / "mysite" / "settings.py").open("a") as settings:
+        settings.write('\nINSTALLED_APPS += ["notes"]\n')
+    with (changed / "mysite" / "wsgi.py").open("a") as wsgi:
+        wsgi.write("\nimport slipway_missing_module  # noqa: E402,F401\n")
+    applied = postgres_query(host, "SELECT count(*) FROM django_migrations")
+    try:
+        result = playbook("-e", f"app_source={changed}")
+        text = output(result)
+        assert result.returncode != 0, text[-3000:]
+        assert ("gunicorn cannot serve this release: importing app_wsgi_application "
+                "mysite.wsgi:application failed: ModuleNotFoundError: No module named "
+                "'slipway_missing_module'") in re.sub(r"\s+", " ", text), text[-3000:]
+        assert "the deploy lock is released" in text
+        assert postgres_query(host, "SELECT count(*) FROM django_migrations") == applied
+        assert postgres_query(
+            host, "SELECT count(*) FROM django_migrations WHERE app = 'notes'") == "0"
+        assert postgres_query(host, "SELECT to_regclass('notes_note') IS NULL") == "t"
+        assert host.check_output(f"readlink {ROOT}/current") == deployed["current"]
+        assert host.check_output(
+            f"systemctl show --property MainPID --value {APP}.service") == deployed["main_pid"]
+        assert fetch(host, "/admin/login/")["status"] == 200
+    finally:
+        # The refused release stays on disk (the next deploys prune it): removed here so that
+        # the last test compares with what converge left.
+        for release in set(host.check_output(f"ls {ROOT}/releases").split()) - set(
+                deployed["releases"]):
+            host.run("rm -rf %s", f"{ROOT}/releases/{release}")
+    assert state(host) == deployed
+
+
+def test_after_the_refused_deploys_a_deploy_of_the_project_changes_nothing_and_warns_nothing(
+        host, deployed):
+    # The whole deploy.yml, provisioning included: a run a user did nothing wrong in prints no
+    # warning (no deprecated option, no temporary directory fallback...).
+    result = playbook(provision=True)
+    text = output(result)
+    assert result.returncode == 0, text[-3000:]
+    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", text, re.MULTILINE)
     assert recap and all(changed == "0" for _, changed in recap), recap
+    warnings = [line for line in text.splitlines() if "WARNING" in line]
+    assert warnings == [], warnings
     assert state(host) == deployed

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -32,7 +33,8 @@ DEPLOY_VERSION = "v1"
 ANSWERING_VERSIONS = ("v1",)
 # What converge.yml deploys (molecule.yml's app_source).
 CONVERGED_VERSION = "v1"
-LOAD_RATE = 60.0
+# Steady traffic, not a stress test (see tests/testbed/deploy_steps.py).
+LOAD_RATE = 25.0
 # A client's patience (nginx's own proxy timeouts are longer): a request queued while a host
 # restarts on a loaded machine is slow, not failed; its latency is reported.
 CLIENT_TIMEOUT = 30.0
@@ -269,3 +271,112 @@ def test_rolling_update_to_v2_under_load_drops_no_request(app_hosts, db_host,
     assert len(re.findall(r"^(ok|changed): \[", ran, re.MULTILINE)) == 1, ran
     beats = [host.service(f"{APP}-celerybeat.service").is_running for host in app_hosts]
     assert beats.count(True) == 1
+
+
+# The process of app_processes in molecule.yml: two instances, pinned to app2.
+TICKER_UNITS = [f"{APP}-ticker@1.service", f"{APP}-ticker@2.service"]
+
+
+def ticker_state(host) -> dict[str, str]:
+    """Each running ticker instance: the release it runs in (its cwd) and the virtualenv it
+    wrote from (sys.prefix, in a file named for its pid)."""
+    state = {}
+    for unit in TICKER_UNITS:
+        pid = host.check_output(f"systemctl show --property MainPID --value {unit}")
+        assert pid not in ("", "0"), f"{unit} has no main process"
+        cwd = host.check_output(f"readlink /proc/{pid}/cwd")
+        prefix = host.file(f"/var/lib/{APP}-ticker/ticker-{pid}").content_string
+        state[unit] = {"pid": pid, "release": Path(cwd).name, "prefix": prefix}
+    return state
+
+
+def test_a_process_runs_on_its_pinned_host_only(app_hosts):
+    app1, app2 = app_hosts
+    for unit in TICKER_UNITS:
+        assert app2.service(unit).is_running and app2.service(unit).is_enabled
+        pid = app2.check_output(f"systemctl show --property MainPID --value {unit}")
+        assert app2.file(f"/proc/{pid}").user == APP
+    assert app2.file(f"/etc/systemd/system/{APP}-ticker@.service").exists
+    assert not app1.file(f"/etc/systemd/system/{APP}-ticker@.service").exists
+    assert app1.check_output(f"systemctl list-units --all --no-legend '{APP}-ticker*'") == ""
+
+
+def test_a_process_runs_in_the_release_with_its_virtualenv(app_hosts):
+    current = Path(app_hosts[1].check_output(f"readlink /srv/{APP}/current")).name
+    for state in ticker_state(app_hosts[1]).values():
+        assert state["release"] == current
+        assert state["prefix"] == f"/srv/{APP}/releases/{current}/venv"
+
+
+def test_processes_run_the_new_release_after_the_update(app_hosts, deploy_under_load):
+    """After the rolling update to v2 (the test above): restarted on the switch, in v2."""
+    v2 = release_id("v2")
+    if Path(app_hosts[1].check_output(f"readlink /srv/{APP}/current")).name != v2:
+        pytest.skip("the rolling update to v2 did not run")
+    for unit, state in ticker_state(app_hosts[1]).items():
+        assert state["release"] == v2, unit
+        assert state["prefix"] == f"/srv/{APP}/releases/{v2}/venv", unit
+    # The instances that ran v1 wrote their files too: they were stopped, not reused.
+    prefixes = {app_hosts[1].file(path).content_string for path in app_hosts[1].check_output(
+        f"find /var/lib/{APP}-ticker -name 'ticker-*'").split()}
+    assert f"/srv/{APP}/releases/{release_id('v1')}/venv" in prefixes
+    # Celery runs on the new release too.
+    for host in app_hosts:
+        pid = host.check_output(f"systemctl show --property MainPID --value {APP}-celery.service")
+        assert Path(host.check_output(f"readlink /proc/{pid}/cwd")).name == v2
+
+
+def broken_pages_version() -> str:
+    """v2 whose /admin/login/ answers 500 while /health/ still answers 200."""
+    name = "v2-broken-pages"
+    target = VERSIONS / name
+    if not target.exists():
+        shutil.copytree(VERSIONS / "v2", target)
+        urls = target / "config" / "urls.py"
+        urls.write_text(urls.read_text().replace(
+            "urlpatterns = [",
+            'def broken(request):\n    raise RuntimeError("a page that fails")\n\n\n'
+            'urlpatterns = [\n    path("admin/login/", broken),', 1))
+    return name
+
+
+def test_a_release_whose_pages_fail_is_refused_and_switched_back(app_hosts, deploy_under_load):
+    """/health/ answers 200, /admin/login/ 500: the default gate refuses it on the first host,
+    which runs the release it ran before, and the rollout stops."""
+    before = [Path(host.check_output(f"readlink /srv/{APP}/current")).name for host in app_hosts]
+    broken = release_id(broken_pages_version())
+    result = deploy(broken_pages_version(), "-e", '{"app_rolling_batches": [1]}',
+                    "-e", "app_health_retries=3")
+    # ansible-core 2.19 reports failed tasks on stderr.
+    output = ANSI.sub("", result.stdout + result.stderr)
+    assert result.returncode != 0, output[-3000:]
+    assert "/admin/login/ answered status 500, expected a status below 500" in output
+    after = [Path(host.check_output(f"readlink /srv/{APP}/current")).name for host in app_hosts]
+    assert after == before and broken not in after
+    record = json.loads(app_hosts[0].file(f"/srv/{APP}/releases/{broken}/.slipway-status.json")
+                        .content_string)
+    assert record["status"] == "failed"
+    # The release that ran before answers again, pages and health.
+    assert get(balancer_url("/admin/login/"))[0] == 200
+    answers = {json.loads(get(balancer_url("/health/"))[1])["release"] for _ in range(6)}
+    assert answers == set(before)
+    for unit in TICKER_UNITS:
+        assert app_hosts[1].service(unit).is_running
+
+
+def test_a_process_removed_from_the_list_is_stopped_and_its_unit_removed(app_hosts,
+                                                                        deploy_under_load):
+    current = Path(app_hosts[1].check_output(f"readlink /srv/{APP}/current")).name
+    version = next(version for version in ("v1", "v2") if release_id(version) == current)
+    result = deploy(version, "-e", '{"app_processes": []}')
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    app2 = app_hosts[1]
+    assert not app2.file(f"/etc/systemd/system/{APP}-ticker@.service").exists
+    assert app2.run(f"find /etc/systemd/system -name '{APP}-ticker*'").stdout.strip() == ""
+    for unit in TICKER_UNITS:
+        assert not app2.service(unit).is_running
+    assert app2.check_output(f"systemctl list-units --all --no-legend '{APP}-ticker*'") == ""
+    # Celery's units stay (they are entries of their own).
+    for host in app_hosts:
+        assert host.service(f"{APP}-celery.service").is_running
+    assert app_hosts[0].service(f"{APP}-celerybeat.service").is_running

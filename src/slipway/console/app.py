@@ -125,6 +125,16 @@ class RollbackRequest(BaseModel):
     description: str | None = None
 
 
+class CommandRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    environment: str
+    command: str = Field(description="The name of a command on the environment's allow-list "
+                         "(`commands:` of the console's configuration); never a command line")
+    dry_run: StrictBool = Field(False, description="Run it with --dry-run (only for entries "
+                                "with dry_run: true)")
+    description: str | None = None
+
+
 class NewUserRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -162,7 +172,7 @@ def _elapsed(run: dict[str, Any]) -> int | None:
 
 RUN_FIELDS = ("id", "run_uuid", "environment", "status", "branch", "release_id", "commit_hash",
               "deployed_by", "description", "error_message", "playbook", "skip_tags",
-              "app", "controller")
+              "app", "controller", "kind", "command", "command_rc")
 
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:
@@ -339,6 +349,15 @@ def create_app(config: Config) -> FastAPI:
                             body.deploy_id, body.restore_db, body.description, remote(request))
         return JSONResponse(result, status_code=202 if result["id"] is None else 201)
 
+    @app.post("/api/v1/deploy/command", status_code=201, tags=["deploy"],
+              responses={202: {"description": "held until a second admin approves"},
+                         403: {"description": "not on the environment's allow-list"}})
+    async def command(body: CommandRequest, identity: API, request: Request) -> JSONResponse:
+        """Run one manage.py command of the environment's allow-list (playbooks/manage.yml)."""
+        result = await call(console.command, identity.user, body.environment, body.command,
+                            body.dry_run, body.description, remote(request))
+        return JSONResponse(result, status_code=202 if result["id"] is None else 201)
+
     @app.get("/api/v1/deploy/status/{run_id}", tags=["deploy"])
     async def status(run_id: RunId, identity: API) -> dict[str, Any]:
         """A run's state, with its per-host summary."""
@@ -424,6 +443,7 @@ def create_app(config: Config) -> FastAPI:
         hosts = await call(lambda: store().host_summaries(run_id))
         tasks = await call(lambda: store().task_results(run_id))
         return {**run_json(run), "logs": run.get("logs") or "", "hosts": hosts,
+                "command_output": run.get("command_output"),
                 "tasks": _jsonable(tasks), "extra_vars": run.get("extra_vars"),
                 "inventory": run.get("inventory"), "ansible_version": run.get("ansible_version")}
 
@@ -459,6 +479,8 @@ def create_app(config: Config) -> FastAPI:
         return {"environments": [
             {"name": env.name, "default_branch": env.default_branch,
              "requires_approval": env.requires_approval,
+             "commands": [{"name": entry.name, "command": entry.command,
+                           "dry_run": entry.dry_run} for entry in env.commands],
              "may_deploy": identity.user.can_deploy(env.name)}
             for _, env in sorted(config.environments.items())]}
 
@@ -663,6 +685,23 @@ def create_app(config: Config) -> FastAPI:
                           form={"environment": environment, "branch": branch,
                                 "skip_build": skip_build, "skip_migrations": skip_migrations,
                                 "description": description})
+        target = f"/runs/{result['id']}" if result["id"] else "/approvals"
+        return RedirectResponse(target, status_code=303)
+
+    @app.post("/commands", include_in_schema=False)
+    async def command_form(request: Request, identity: PAGE,
+                           csrf_token: Annotated[str, Form()],
+                           environment: Annotated[str, Form()] = "",
+                           command: Annotated[str, Form()] = "",
+                           dry_run: Annotated[bool, Form()] = False) -> Any:
+        check_form_csrf(identity, csrf_token)
+        try:
+            result = await call(console.command, identity.user, environment, command, dry_run,
+                                None, remote(request))
+        except ConsoleError as exc:
+            return render(request, "deploy.html", identity, status_code=exc.status,
+                          environments=console.deployable(identity.user), error=exc.message,
+                          form={"environment": environment})
         target = f"/runs/{result['id']}" if result["id"] else "/approvals"
         return RedirectResponse(target, status_code=303)
 

@@ -19,8 +19,13 @@
         deploy_playbook: playbooks/deploy.yml      # default: this collection's
         rollback_playbook: playbooks/rollback.yml  # default: this collection's
         unlock_playbook: playbooks/unlock.yml      # default: this collection's
+        manage_playbook: playbooks/manage.yml      # default: this collection's
         default_branch: main
         requires_approval: false
+        commands:                                  # one-off manage.py commands it offers
+          - name: backfill_po                      # what the console shows and the API names
+            command: backfill_po --days 7 --limit 10   # a fixed command line, never edited
+            dry_run: true                          # offer a "Dry run" (default: false)
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from typing import Any
 
 import yaml
 
-from slipway import history_store
+from slipway import history_store, manage_command
 
 ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+COMMAND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_CONFIG = "/etc/slipway/console.yml"
 
 
@@ -49,14 +55,28 @@ def collection_root() -> Path:
 
 
 @dataclass(frozen=True)
+class Command:
+    """One entry of an environment's allow-list of manage.py commands."""
+
+    name: str
+    command: str
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     inventory: Path
     deploy_playbook: Path
     rollback_playbook: Path
     unlock_playbook: Path
+    manage_playbook: Path
     default_branch: str = "main"
     requires_approval: bool = False
+    commands: tuple[Command, ...] = ()
+
+    def command(self, name: str) -> Command | None:
+        return next((entry for entry in self.commands if entry.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -91,7 +111,8 @@ _TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "canc
              "runner_dir", "login_max_failures", "login_account_max_failures",
              "login_window_seconds", "max_body_bytes"}
 _ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
-             "default_branch", "requires_approval"}
+             "manage_playbook", "default_branch", "requires_approval", "commands"}
+_COMMAND_KEYS = {"name", "command", "dry_run"}
 
 
 def default_config_path() -> Path:
@@ -132,7 +153,7 @@ def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
     playbooks = collection_root() / "playbooks"
     paths = {}
     for key, default in (("deploy_playbook", "deploy.yml"), ("rollback_playbook", "rollback.yml"),
-                         ("unlock_playbook", "unlock.yml")):
+                         ("unlock_playbook", "unlock.yml"), ("manage_playbook", "manage.yml")):
         if key in data:
             paths[key] = _path(base, data[key], f"environments.{name}.{key}", where)
             if not paths[key].is_file():
@@ -148,7 +169,42 @@ def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
         raise ConfigError(f"{where}: requires_approval of environment {name} must be true or "
                           f"false, not {approval!r}")
     return Environment(name=name, inventory=inventory, default_branch=branch,
-                       requires_approval=approval, **paths)
+                       requires_approval=approval,
+                       commands=_commands(name, data.get("commands", []), where), **paths)
+
+
+def _commands(environment: str, data: Any, where: Path) -> tuple[Command, ...]:
+    """The allow-list: each entry a name and a fixed manage.py command line, checked here with
+    the rules playbooks/manage.yml applies, so a bad entry stops the console from starting."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: commands of environment {environment} must be a list of "
+                          "{name, command, dry_run} mappings")
+    commands: list[Command] = []
+    for number, entry in enumerate(data, 1):
+        at = f"{where}: commands entry {number} of environment {environment}"
+        if not isinstance(entry, dict) or not {"name", "command"} <= set(entry):
+            raise ConfigError(f"{at} must be a mapping with a name and a command, not {entry!r}")
+        unknown = sorted(set(entry) - _COMMAND_KEYS)
+        if unknown:
+            raise ConfigError(f"{at} has unknown keys {unknown}; known keys: "
+                              f"{sorted(_COMMAND_KEYS)}")
+        name = entry["name"]
+        if not isinstance(name, str) or not COMMAND_NAME.match(name):
+            raise ConfigError(f"{at}: name {name!r} must be letters, digits, '.', '_' or '-' "
+                              "(starting with a letter or digit, at most 64)")
+        if any(command.name == name for command in commands):
+            raise ConfigError(f"{at}: the name {name!r} is given twice")
+        try:
+            manage_command.parse_command(entry["command"])
+        except manage_command.CommandError as exc:
+            raise ConfigError(f"{at} ({name}): {exc}") from None
+        dry_run = entry.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ConfigError(f"{at} ({name}): dry_run must be true or false, not {dry_run!r}")
+        commands.append(Command(name=name, command=entry["command"], dry_run=dry_run))
+    return tuple(commands)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

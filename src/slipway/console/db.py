@@ -44,7 +44,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS approvals (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         environment TEXT NOT NULL,
-        kind TEXT NOT NULL CHECK (kind IN ('deploy', 'rollback')),
+        kind TEXT NOT NULL CHECK (kind IN ('deploy', 'rollback', 'command')),
         params TEXT NOT NULL,
         requested_by TEXT NOT NULL,
         requested_at TEXT NOT NULL,
@@ -120,7 +120,7 @@ def _upgrade(connection: sqlite3.Connection) -> None:
         connection.execute("ALTER TABLE tokens ADD COLUMN expires_at TEXT")
     approvals_sql = connection.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'approvals'").fetchone()[0]
-    if "'cancelled'" not in approvals_sql:
+    if "'cancelled'" not in approvals_sql or "'command'" not in approvals_sql:
         # SQLite cannot change a CHECK constraint: copy the rows into a table made anew.
         connection.execute("ALTER TABLE approvals RENAME TO approvals_before_cancel")
         connection.execute(next(statement for statement in SCHEMA

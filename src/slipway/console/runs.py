@@ -44,7 +44,9 @@ from slipway.console.processes import (
 LOG = logging.getLogger("slipway.console")
 RUN_UUID_VARIABLE = "SLIPWAY_HISTORY_RUN_UUID"
 CALLBACK = "slipway.django.deploy_history"
-KINDS = ("deploy", "rollback", "unlock")
+KINDS = ("deploy", "rollback", "unlock", "command")
+# The kinds of runs that take the deploy lock (released when the console stops one).
+LOCKING_KINDS = ("deploy", "rollback", "command")
 # Ansible's own search order for its configuration, after $ANSIBLE_CONFIG.
 _CFG_CANDIDATES = ("ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")
 
@@ -264,14 +266,16 @@ class RunManager:
               branch: str | None = None, skip_build: bool = False,
               skip_migrations: bool = False, description: str | None = None,
               release: str | None = None, restore_db: bool = False,
-              unlock_run_uuid: str | None = None, check_busy: bool = True) -> Job:
+              unlock_run_uuid: str | None = None, command: str | None = None,
+              dry_run: bool = False, check_busy: bool = True) -> Job:
         """Write the run's row and start ansible-playbook; RunError 409 if the environment has a
         run going (the history is asked, so runs of other consoles and terminals count)."""
         if kind not in KINDS:
             raise ValueError(kind)
         playbook = {"deploy": environment.deploy_playbook,
                     "rollback": environment.rollback_playbook,
-                    "unlock": environment.unlock_playbook}[kind]
+                    "unlock": environment.unlock_playbook,
+                    "command": environment.manage_playbook}[kind]
         if not playbook.is_file():
             raise RunError(503, f"the {kind} playbook of environment {environment.name} "
                            f"({playbook}) does not exist")
@@ -286,6 +290,10 @@ class RunManager:
                 extra_vars["release"] = release
             if restore_db:
                 extra_vars["restore_db"] = True
+        elif kind == "command":
+            # A fixed line of the allow-list, passed as data (never a template, never an option).
+            extra_vars["command"] = command
+            extra_vars["dry_run"] = bool(dry_run)
         else:
             extra_vars["app_deploy_lock_run"] = unlock_run_uuid
         if description:
@@ -299,6 +307,8 @@ class RunManager:
             "branch": extra_vars.get("app_version"),
             "release_id": release if kind == "rollback" else None,
             "playbook": playbook.name,
+            "kind": kind,
+            "command": command if kind == "command" else None,
             "inventory": str(environment.inventory),
             "skip_tags": ",".join(skip_tags) or None,
             "extra_vars": json.dumps(extra_vars, sort_keys=True),
@@ -514,7 +524,7 @@ class RunManager:
                                 "completed_at": now,
                                 "duration": int((now - started).total_seconds())})])
                 interrupted.append(row["id"])
-            if row is not None and launch["kind"] in ("deploy", "rollback"):
+            if row is not None and launch["kind"] in LOCKING_KINDS:
                 # The console never saw this run end: release its lock (the unlock playbook
                 # leaves a lock alone unless this run holds it).
                 on_interrupted(row, launch["environment"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipway import history_store
 from slipway.console import security
-from slipway.console.config import ENVIRONMENT_NAME, Config, Environment
+from slipway.console.config import ENVIRONMENT_NAME, Command, Config, Environment
 from slipway.console.db import ConsoleDB, DuplicateUser, User
 from slipway.console.runs import RunError
 
@@ -145,6 +145,33 @@ class Console:
                   "description": description, "deploy_id": deploy_id}
         return self._start_or_hold(user, environment, "rollback", params, remote)
 
+    def command(self, user: User, environment_name: str | None, name: str | None,
+                dry_run: bool, description: str | None, remote: str | None) -> dict[str, Any]:
+        """Start one command of the environment's allow-list (playbooks/manage.yml), with the
+        permissions and approvals of a deploy; any other command is refused and audited."""
+        environment = self.environment(environment_name)
+        self._may_deploy(user, environment, "command", remote)
+        try:
+            entry = self._allowed_command(environment, name, dry_run)
+            description = security.check_description(description)
+        except (security.InputError, ConsoleError) as exc:
+            raise self._refuse(user, "command", environment.name, remote, exc) from None
+        params = {"command_name": entry.name, "command": entry.command,
+                  "dry_run": bool(dry_run), "description": description}
+        return self._start_or_hold(user, environment, "command", params, remote)
+
+    @staticmethod
+    def _allowed_command(environment: Environment, name: str | None, dry_run: bool) -> Command:
+        entry = environment.command(name) if isinstance(name, str) else None
+        if entry is None:
+            allowed = ", ".join(command.name for command in environment.commands) or "none"
+            raise ConsoleError(403, f"command {str(name)[:100]!r} is not on the allow-list of "
+                               f"environment {environment.name} (allowed: {allowed})")
+        if dry_run and not entry.dry_run:
+            raise ConsoleError(403, f"command {entry.name!r} of environment {environment.name} "
+                               "is not allowed as a dry run (its entry has no dry_run: true)")
+        return entry
+
     def _release_of(self, environment: Environment, deploy_id: int) -> str:
         run = self.runs.store().get_run(deploy_id)
         if run is None:
@@ -184,12 +211,19 @@ class Console:
                                       branch=params["branch"], skip_build=params["skip_build"],
                                       skip_migrations=params["skip_migrations"],
                                       description=description)
+            elif kind == "command":
+                # Checked again: an approved request runs only what the allow-list says now.
+                entry = self._allowed_command(environment, params["command_name"],
+                                              params["dry_run"])
+                job = self.runs.start(environment, "command", deployed_by,
+                                      command=entry.command, dry_run=params["dry_run"],
+                                      description=description)
             else:
                 job = self.runs.start(environment, "rollback", deployed_by,
                                       release=params.get("release"),
                                       restore_db=params.get("restore_db", False),
                                       description=description)
-        except RunError as exc:
+        except (RunError, ConsoleError) as exc:
             self.db.audit(actor, kind, "refused", environment.name, remote_addr=remote,
                           reason=exc.message)
             raise ConsoleError(exc.status, exc.message, **exc.extra) from None

@@ -9,6 +9,7 @@ import pytest
 from deploy_history_helpers import new_run_uuid
 
 from slipway.history_store import (
+    _MIGRATIONS,
     SCHEMA_VERSION,
     HistoryStore,
     HistoryStoreError,
@@ -45,9 +46,35 @@ def test_schema_is_created_once_when_many_writers_start_together(store_url):
 
     assert errors == []
     with HistoryStore(store_url) as store:
-        assert [row["version"] for row in store.dump()["deploy_history_schema_version"]] == [
-            SCHEMA_VERSION]
+        assert [row["version"] for row in store.dump()["deploy_history_schema_version"]] == list(
+            range(1, SCHEMA_VERSION + 1))
         assert store.count_runs() == 6
+
+
+def test_a_store_of_schema_1_is_upgraded_and_keeps_its_runs(store_url):
+    """A store written before runs had kinds gets the command columns; its runs stay, kindless."""
+    with HistoryStore(store_url) as store:
+        with store._transaction() as cursor:
+            store._schema_version(cursor)
+            for statement in _MIGRATIONS[0](store.dialect):
+                store._execute(cursor, statement)
+            store._execute(cursor, "INSERT INTO deploy_history_schema_version (version, "
+                           "applied_at) VALUES (?, ?)", (1, utcnow()))
+            earlier = utcnow() - timedelta(days=1)
+            store._execute(cursor, "INSERT INTO deploy_history (run_uuid, environment, "
+                           "deployed_by, started_at, created_at, updated_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           (new_run_uuid(), "prod", "alice", earlier, earlier, earlier))
+    with HistoryStore(store_url) as store:
+        command_id = _start(store, kind="command", command="backfill_po --days 7",
+                            command_rc=0, command_output="10 orders")
+        assert store.schema_version() == SCHEMA_VERSION
+        assert [(run["deployed_by"], run["kind"]) for run in store.list_runs()] == [
+            ("bob", "command"), ("alice", None)]
+        assert [run["id"] for run in store.list_runs(kind="command")] == [command_id]
+        run = store.get_run(command_id)
+        assert (run["command"], run["command_rc"], run["command_output"]) == (
+            "backfill_po --days 7", 0, "10 orders")
 
 
 def test_runs_writing_at_once_all_finish(store_url):

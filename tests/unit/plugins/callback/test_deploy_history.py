@@ -43,3 +43,17 @@ def test_log_lines_read_like_the_default_output(status, changed, message, line):
 ])
 def test_task_messages_keep_what_explains_the_outcome(data, status, action, message):
     assert CallbackModule._message(data, status, action) == message
+
+
+def test_a_command_run_records_its_command_line_return_code_and_output():
+    callback = CallbackModule()
+    submitted = []
+    callback._submit = lambda kind, payload: submitted.append((kind, payload))
+
+    callback._publish({"slipway_kind": "command", "slipway_command": "backfill_po --days 7"})
+    callback._publish({"slipway_command_rc": 3, "slipway_command_output": "x" * 70000 + "end"})
+
+    assert submitted == [
+        ("update", {"kind": "command", "command": "backfill_po --days 7"}),
+        ("update", {"command_rc": 3, "command_output": ("x" * 70000 + "end")[-65536:]}),
+    ]

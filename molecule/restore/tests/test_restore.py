@@ -1,0 +1,127 @@
+"""Past an irreversible migration: v1, then a v4 whose data migration cannot be reversed, whose
+rollback is refused unless the backup is restored; then a v5 that fails its health gate after
+migrating, deployed with the opt-in database restore. The update scenario covers v1 -> v2 ->
+rollback -> a failing v3; this one runs beside it, on Debian 12.
+
+The tests run in this order and each starts from the state the previous one left. A sampler
+inside the container records every process command line meanwhile, restores included; the last
+test looks for the app's secrets in them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(PROJECT / "tests" / "testbed"))
+
+from deploy_steps import (  # noqa: E402
+    CommandLineSampler,
+    Scenario,
+    add_line_one,
+    applied,
+    assert_no_failed_request,
+    assert_no_secret_seen,
+    backups,
+    current,
+    health_status,
+    line_name,
+    lock_is_free,
+    output,
+    status,
+)
+
+SCENARIO = Scenario("slipway-molecule-restore")
+release_id = SCENARIO.release_id
+
+
+@pytest.fixture(scope="module", autouse=True)
+def command_lines():
+    """Every command line seen on the host while this module's playbooks run."""
+    sampler = CommandLineSampler(SCENARIO.container).start()
+    yield sampler
+    sampler.abandon()
+
+
+def test_v1_runs_with_a_line_to_rename(host):
+    assert current(host) == release_id("v1")
+    assert status(host, release_id("v1"))["status"] == "succeeded"
+    add_line_one(host)
+    assert line_name(host) == "line one"
+
+
+def test_a_rollback_past_an_irreversible_migration_is_refused_with_its_name(host):
+    v1, v4 = release_id("v1"), release_id("v4")
+    deployed = SCENARIO.deploy("v4")
+    assert deployed.returncode == 0, output(deployed)[-8000:]
+    assert current(host) == v4
+    assert "0004_uppercase_line_names" in applied(host)
+    assert line_name(host) == "LINE ONE"
+
+    refused = SCENARIO.playbook("rollback.yml")
+
+    assert refused.returncode != 0
+    assert "Nothing was changed: these migrations would have to be reversed and cannot be: " \
+        "production.0004_uppercase_line_names" in output(refused)
+    assert "-e restore_db=true" in output(refused)
+    assert current(host) == v4
+    assert status(host, v4)["status"] == "succeeded"
+    assert "0004_uppercase_line_names" in applied(host)
+    assert line_name(host) == "LINE ONE"
+    assert lock_is_free(host)
+    assert status(host, v4)["previous"] == v1
+
+
+def test_a_rollback_restoring_the_backup_brings_back_the_data_v4_changed(host):
+    v1, v4 = release_id("v1"), release_id("v4")
+    taken = status(host, v4)["backup"]
+    before = {backup["id"] for backup in backups(host)}
+
+    # The switch back is behind the health gate like any rollback; the restore itself replaces
+    # the tables under the running app, so requests during it are reported, not asserted.
+    result, _ = SCENARIO.under_load("rollback.yml", "/health/", "-e", "restore_db=true")
+
+    assert result.returncode == 0, output(result)[-8000:]
+    assert f"Restore the database from backup {taken}" in output(result)
+    assert current(host) == v1
+    assert status(host, v4)["status"] == "rolled_back"
+    assert line_name(host) == "line one"
+    assert "0004_uppercase_line_names" not in applied(host)
+    safety = [backup for backup in backups(host) if backup["id"] not in before]
+    assert len(safety) == 1 and safety[0]["verified"] is True
+    assert (safety[0]["kind"], safety[0]["restoring"]) == ("safety", taken)
+    assert safety[0]["metadata"]["reason"] == f"safety backup before restoring {taken}"
+    assert lock_is_free(host)
+    assert health_status(host) == "200"
+
+
+def test_a_failed_gate_restores_the_database_only_when_asked_to(host):
+    v1, v5 = release_id("v1"), release_id("v5")
+    assert "0004_uppercase_line_names" not in applied(host)
+
+    result, summary = SCENARIO.under_load("deploy.yml", "/admin/login/", "-e",
+                                          f"app_source={SCENARIO.versions / 'v5'}", "-e",
+                                          "app_rollback_restore_db=true")
+
+    assert result.returncode != 0
+    assert f"Switched back to release {v1}" in output(result)
+    assert_no_failed_request(summary)
+    assert current(host) == v1
+    assert status(host, v5)["status"] == "failed"
+    taken = status(host, v5)["backup"]
+    assert f"The database was restored from backup {taken}." in " ".join(output(result).split())
+    # v5's migration ran (it uppercased the names) and the restore undid it.
+    assert "0004_uppercase_line_names" not in applied(host)
+    assert line_name(host) == "line one"
+    assert lock_is_free(host)
+
+
+def test_no_secret_was_on_any_command_line_during_the_deploys_and_restores(host, command_lines):
+    assert_no_secret_seen(host, SCENARIO, command_lines, {
+        "the migrations helper": "slipway.django.migrations",
+        "the backup": "pg_dump",
+        "the restore": "pg_restore"})

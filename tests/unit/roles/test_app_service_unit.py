@@ -1,0 +1,67 @@
+"""The app's web unit starts the chosen app server on the socket systemd passes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import pytest
+
+TEMPLATES = (Path(__file__).resolve().parents[3]
+             / "roles" / "app" / "templates" / "etc" / "systemd" / "system")
+VARIABLES = {
+    "ansible_managed": "managed", "app_name": "shop", "app_user": "shop", "app_group": "shop",
+    "app_root": "/srv/shop", "app_log_dir": "/var/log/shop", "app_gunicorn_workers": 3,
+    "app_gunicorn_threads": 1, "app_gunicorn_timeout": 30, "app_gunicorn_graceful_timeout": 30,
+    "app_gunicorn_max_requests": 2000, "app_gunicorn_socket": "/run/shop/gunicorn.sock",
+    "app_wsgi_application": "config.wsgi:application",
+    "app_asgi_application": "config.asgi:application",
+}
+
+
+def render(server: str) -> str:
+    # As Ansible's template module renders: trim_blocks on, no HTML escaping (a unit file).
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),  # noqa: S701
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True)
+    environment.filters["int"] = int
+    return environment.get_template("app.service.j2").render(**VARIABLES, app_server=server)
+
+
+def exec_start(unit: str) -> str:
+    lines = unit.split("ExecStart=", 1)[1].splitlines()
+    command = []
+    for line in lines:
+        command.append(line.rstrip("\\").strip())
+        if not line.endswith("\\"):
+            break
+    return " ".join(command)
+
+
+def test_gunicorn_serves_the_wsgi_application_and_notifies_systemd():
+    unit = render("gunicorn")
+    command = exec_start(unit)
+    assert command.startswith(
+        "/srv/shop/current/venv/bin/gunicorn --bind unix:/run/shop/gunicorn.sock")
+    assert command.endswith(" config.wsgi:application")
+    assert "--worker-class" not in command
+    assert "Type=notify" in unit and "ExecReload=" in unit
+
+
+def test_gunicorn_with_uvicorn_workers_serves_the_asgi_application():
+    command = exec_start(render("gunicorn+uvicorn-worker"))
+    assert "--worker-class uvicorn_worker.UvicornWorker" in command
+    assert command.endswith(" config.asgi:application")
+
+
+def test_uvicorn_serves_the_asgi_application_on_the_systemd_socket():
+    unit = render("uvicorn")
+    command = exec_start(unit)
+    assert command.startswith("/srv/shop/current/venv/bin/uvicorn --fd 3 --workers 3")
+    assert command.endswith(" config.asgi:application")
+    assert "Type=exec" in unit and "Type=notify" not in unit
+    assert "ExecReload=" not in unit
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn", "gunicorn+uvicorn-worker"])
+def test_every_server_needs_the_socket(server):
+    assert "Requires=shop.socket" in render(server)
