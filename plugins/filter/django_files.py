@@ -59,6 +59,12 @@ def _url(value, setting: str, errors: list[str]) -> str:
             f"elsewhere); the project's settings say {url!r}. Set {setting} to e.g. "
             f"'/{setting.split('_')[0].lower()}/'.")
         return ""
+    if url == "/":
+        errors.append(
+            f"{setting} must not be '/': nginx would answer every page of the site from files "
+            f"instead of the app; the project's settings say '/'. Set {setting} to its own "
+            f"path, e.g. '/{setting.split('_')[0].lower()}/'.")
+        return ""
     return url
 
 
@@ -124,7 +130,10 @@ def django_files(info: dict, release_dir: str, app_root: str) -> dict:
         "static_url": _url(info.get("static_url"), "STATIC_URL", errors),
         "media_root": media_root or shared_media,
         "media_link": media_link,
-        "media_url": _url(info["media_url"], "MEDIA_URL", errors) if info.get("media_url") else "",
+        # Without MEDIA_ROOT the project keeps no uploads (Django then reports MEDIA_URL as the
+        # script prefix, '/'): nothing to serve.
+        "media_url": (_url(info["media_url"], "MEDIA_URL", errors)
+                      if media_root and info.get("media_url") else ""),
         "errors": errors,
     }
 

@@ -76,9 +76,18 @@ def test_a_media_root_elsewhere_is_refused_and_inside_static_root_too():
     assert len(errors) == 1 and "must not be inside STATIC_ROOT" in errors[0]
 
 
-def test_an_unset_media_root_serves_the_shared_media():
-    files = django_files(info(media_root="", media_url=""), RELEASE, ROOT)
+@pytest.mark.parametrize("media_url", ["", "/"])
+def test_an_unset_media_root_serves_no_media(media_url):
+    # Django reports an unset MEDIA_URL as the script prefix: '/' (startproject sets neither).
+    files = django_files(info(media_root="", media_url=media_url), RELEASE, ROOT)
     assert files["errors"] == [] and files["media_link"] == "" and files["media_url"] == ""
+
+
+@pytest.mark.parametrize("setting", ["static_url", "media_url"])
+def test_a_url_of_the_whole_site_is_refused(setting):
+    files = django_files(info(**{setting: "/"}), RELEASE, ROOT)
+    assert files[setting] == ""
+    assert len(files["errors"]) == 1 and f"{setting.upper()} must not be '/'" in files["errors"][0]
 
 
 def test_urls_of_another_server_are_not_served_and_bad_paths_are_refused():
