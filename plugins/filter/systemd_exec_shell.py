@@ -11,9 +11,10 @@ description:
   - Returns C(/bin/sh -c "SCRIPT") quoted for a systemd unit. systemd's specifiers (%) and
     variables ($), quotes and backslashes are escaped, so the shell reads the script exactly as
     written and expands its C($VARIABLES) itself, from the unit's environment.
-  - The app role's process units run C(PATH="$(pwd -P)/venv/bin:$PATH" && exec COMMAND): the
-    release's own virtualenv (the working directory resolved, not the current symlink) first on
-    PATH, and the program as the unit's main process, so that it gets systemd's stop signal.
+  - The app role's process units run C(PATH="$(pwd -P)/venv/bin:$PATH" && exec COMMAND), which
+    puts the release's own virtualenv (the working directory resolved, not the current symlink)
+    first on PATH and makes the program the unit's main process, so that it gets systemd's stop
+    signal.
 author:
   - slipway developers (@slipway)
 options:

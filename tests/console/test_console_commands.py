@@ -97,7 +97,7 @@ def test_a_command_of_an_environment_that_needs_approval_waits_for_a_second_admi
 
 
 def test_the_deploy_page_offers_only_the_allowed_commands_and_its_dry_run_button_runs_one(site):
-    client, _ = login(site, "alice")
+    client = login(site, "alice")[0]
     page = client.get("/deploy").text
     assert 'value="backfill_po"' in page and 'value="clearsessions"' in page
     assert page.count('name="dry_run" value="true"') == 1  # only backfill_po allows a dry run

@@ -388,7 +388,7 @@ def development_env(workdir: Path) -> dict[str, str]:
 
 def manage(venv: Path, project: Path, env: dict[str, str], *args: str) -> str:
     result = subprocess.run([str(venv / "bin" / "python"), "manage.py", *args], cwd=project,
-                            env=env, capture_output=True, text=True)
+                            env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"{project.name}: manage.py {' '.join(args)} failed:\n"
                          f"{result.stdout}{result.stderr}")

@@ -14,8 +14,8 @@ from ansible_collections.slipway.django.plugins.module_utils.manage_command impo
 @pytest.mark.parametrize(("text", "argv"), [
     ("backfill_po --days 7 --limit 10", ["backfill_po", "--days", "7", "--limit", "10"]),
     ("  check  ", ["check"]),
-    ("send_report --to 'ops team' --note \"a b\"", ["send_report", "--to", "ops team",
-                                                     "--note", "a b"]),
+    ("send_report --to 'ops team' --note \"a b\"",
+     ["send_report", "--to", "ops team", "--note", "a b"]),
     # Shell syntax is text to manage.py: no shell ever sees it.
     ("clearsessions ; rm -rf /", ["clearsessions", ";", "rm", "-rf", "/"]),
     ("backfill_po --note '$(id)' `id` | cat", ["backfill_po", "--note", "$(id)", "`id`", "|",
