@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(PROJECT / ".cache" / "collections"))
 
@@ -144,6 +146,19 @@ class CommandLineSampler:
     def abandon(self) -> None:
         podman("exec", self.container, "touch", self.stop_file, check=False)
 
+
+
+def command_lines_fixture(scenario: Scenario):
+    """A module's autouse fixture: every command line seen on the scenario's host while the
+    module's playbooks run (assign it to a name in the test module)."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def command_lines():
+        sampler = CommandLineSampler(scenario.container).start()
+        yield sampler
+        sampler.abandon()
+
+    return command_lines
 
 def assert_no_secret_seen(host, scenario: Scenario, sampler: CommandLineSampler,
                           markers: dict[str, str]) -> None:

@@ -14,19 +14,17 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(PROJECT / "tests" / "testbed"))
 
 from deploy_steps import (  # noqa: E402
-    CommandLineSampler,
     Scenario,
     add_line_one,
     applied,
     assert_no_failed_request,
     assert_no_secret_seen,
     backups,
+    command_lines_fixture,
     current,
     health_status,
     line_name,
@@ -38,13 +36,7 @@ from deploy_steps import (  # noqa: E402
 SCENARIO = Scenario("slipway-molecule-restore")
 release_id = SCENARIO.release_id
 
-
-@pytest.fixture(scope="module", autouse=True)
-def command_lines():
-    """Every command line seen on the host while this module's playbooks run."""
-    sampler = CommandLineSampler(SCENARIO.container).start()
-    yield sampler
-    sampler.abandon()
+command_lines = command_lines_fixture(SCENARIO)
 
 
 def test_v1_runs_with_a_line_to_rename(host):

@@ -24,13 +24,13 @@ sys.path.insert(0, str(PROJECT / "tests" / "testbed"))
 from deploy_steps import (  # noqa: E402
     APP,
     ROOT,
-    CommandLineSampler,
     Scenario,
     add_line_one,
     applied,
     assert_no_failed_request,
     assert_no_secret_seen,
     backups,
+    command_lines_fixture,
     current,
     health_status,
     line_name,
@@ -44,13 +44,7 @@ from deploy_steps import (  # noqa: E402
 SCENARIO = Scenario("slipway-molecule-update")
 release_id = SCENARIO.release_id
 
-
-@pytest.fixture(scope="module", autouse=True)
-def command_lines():
-    """Every command line seen on the host while this module's playbooks run."""
-    sampler = CommandLineSampler(SCENARIO.container).start()
-    yield sampler
-    sampler.abandon()
+command_lines = command_lines_fixture(SCENARIO)
 
 
 def test_v1_runs_and_its_deploy_is_recorded(host):
