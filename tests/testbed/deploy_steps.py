@@ -147,7 +147,6 @@ class CommandLineSampler:
         podman("exec", self.container, "touch", self.stop_file, check=False)
 
 
-
 def command_lines_fixture(scenario: Scenario):
     """A module's autouse fixture: every command line seen on the scenario's host while the
     module's playbooks run (assign it to a name in the test module)."""
@@ -159,6 +158,7 @@ def command_lines_fixture(scenario: Scenario):
         sampler.abandon()
 
     return command_lines
+
 
 def assert_no_secret_seen(host, scenario: Scenario, sampler: CommandLineSampler,
                           markers: dict[str, str]) -> None:
