@@ -27,7 +27,7 @@ from loadgen import LoadGenerator  # noqa: E402
 APP = "shop"
 ROOT = f"/srv/{APP}"
 # Bounds, not expectations: a playbook that hangs is killed, the load stops by itself.
-RUN_TIMEOUT = 900
+RUN_TIMEOUT = 1800
 LOAD_LIMIT = RUN_TIMEOUT + 60
 # Steady traffic, not a stress test: the tests run beside other scenarios on a 2-core machine,
 # and every request of the deploy's window is checked (the benchmarks measure latency).

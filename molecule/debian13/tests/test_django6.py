@@ -31,7 +31,7 @@ EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 SOURCE = EPHEMERAL / "django6"
 CREDENTIALS = EPHEMERAL / "credentials"
 # A bound, not an expectation: a playbook that hangs is killed.
-RUN_TIMEOUT = 900
+RUN_TIMEOUT = 1800
 REQUEST = (
     "import http.cookiejar, sys, urllib.parse, urllib.request, urllib.error\n"
     "opener = urllib.request.build_opener(\n"

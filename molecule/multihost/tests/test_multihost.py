@@ -39,7 +39,7 @@ LOAD_RATE = 25.0
 # restarts on a loaded machine is slow, not failed; its latency is reported.
 CLIENT_TIMEOUT = 30.0
 # Bounds, not expectations: the load stops at LOAD_LIMIT even if the deploy hangs.
-DEPLOY_TIMEOUT = 900
+DEPLOY_TIMEOUT = 1800
 LOAD_LIMIT = DEPLOY_TIMEOUT + 60
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -16,7 +16,7 @@ CURRENT = f"/srv/{APP}/current"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 # Another uv than the default app_uv_version (roles/app/defaults/main.yml).
 OTHER_UV = "0.13.8"
-RUN_TIMEOUT = 900
+RUN_TIMEOUT = 1800
 # Written by prepare.yml (tests/testbed/uv_app.py): the deployed source and what its lock holds.
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 LOCK = tomllib.loads((EPHEMERAL / "uv-app" / "uv.lock").read_text())
