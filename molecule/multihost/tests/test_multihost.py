@@ -34,7 +34,7 @@ ANSWERING_VERSIONS = ("v1",)
 # What converge.yml deploys (molecule.yml's app_source).
 CONVERGED_VERSION = "v1"
 # Steady traffic, not a stress test (see tests/testbed/deploy_steps.py).
-LOAD_RATE = 25.0
+LOAD_RATE = 10.0
 # A client's patience, nginx's own proxy_read_timeout (60 s): a request queued while a host
 # restarts on a loaded machine is slow, not failed (nginx would answer it); its latency is
 # reported.
