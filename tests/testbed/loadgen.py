@@ -37,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-MAX_DURATION = 1800.0
+MAX_DURATION = 3600.0
 MAX_RATE = 1000.0
 MAX_WORKERS = 32
 MAX_BODY = 64 * 1024
