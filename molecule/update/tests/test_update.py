@@ -42,6 +42,7 @@ from deploy_steps import (  # noqa: E402
 )
 
 SCENARIO = Scenario("slipway-molecule-update")
+PROVISION_STATE = "/var/lib/slipway/provision"
 release_id = SCENARIO.release_id
 
 command_lines = command_lines_fixture(SCENARIO)
@@ -102,13 +103,25 @@ def test_a_second_deploy_stops_at_once_and_names_the_lock_holder(host):
 def test_update_to_v2_under_load_drops_no_request(host):
     v1, v2 = release_id("v1"), release_id("v2")
 
+    nginx_record = json.loads(host.file(f"{PROVISION_STATE}/nginx.json").content_string)
+
+    # One provisioning input changes (nginx's body size); the other roles' inputs do not.
     result, summary = SCENARIO.under_load("deploy.yml", "/health/", "-e",
-                                          f"app_source={SCENARIO.versions / 'v2'}")
+                                          f"app_source={SCENARIO.versions / 'v2'}",
+                                          "-e", "nginx_client_max_body_size=32m")
 
     assert result.returncode == 0, output(result)[-8000:]
     assert_no_failed_request(summary)
     assert set(summary["releases"]) <= {v1, v2} and v2 in summary["releases"]
     assert current(host) == v2
+    for role in ("postgresql", "redis", "python"):
+        assert f"{role}: skipped, its inputs are as this host recorded them" in output(result)
+    assert "nginx: skipped" not in output(result)
+    assert "client_max_body_size 32m;" in host.file("/etc/nginx/sites-available/shop.conf") \
+        .content_string
+    record = host.file(f"{PROVISION_STATE}/nginx.json")
+    assert record.user == "root" and record.mode == 0o600
+    assert json.loads(record.content_string)["fingerprint"] != nginx_record["fingerprint"]
     record = status(host, v2)
     assert record["status"] == "succeeded" and record["previous"] == v1
     assert "production.0002_shift" in record["migrations"]
