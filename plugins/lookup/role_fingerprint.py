@@ -12,8 +12,8 @@ description:
     on the current host, computed on the controller without contacting the host.
   - It covers every file of the role (tasks, templates, defaults, vars, handlers, meta, files),
     the collection's version, the host's Debian release and architecture, and the value, as
-    templated for this host, of every variable the role's files name (such as C(nginx_sites) or
-    C(app_db_password)).
+    templated for this host, of every variable the role's files name (such as
+    C(nginx_client_max_body_size) or C(app_db_password)).
   - Two runs with the same digest would give the role the same inputs; the C(provision) role
     records it on the host after a run and skips the role while it matches.
   - Variables whose value changes on every run (C(omit)'s placeholder, the date and time, the
