@@ -197,6 +197,16 @@ def current(host) -> str:
     return Path(host.check_output(f"readlink {ROOT}/current")).name
 
 
+def live_slot(host) -> str:
+    """The web server's slot that nginx sends requests to (blue or green)."""
+    return host.check_output(f"readlink {ROOT}/slots/live")
+
+
+def web_unit(host) -> str:
+    """The unit of the web server that serves now (APP@SLOT.service)."""
+    return f"{APP}@{live_slot(host)}.service"
+
+
 def status(host, release: str) -> dict:
     return json.loads(host.file(f"{ROOT}/releases/{release}/.slipway-status.json").content_string)
 

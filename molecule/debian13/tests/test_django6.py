@@ -86,6 +86,11 @@ def secret(name: str) -> str:
     return (CREDENTIALS / name).read_text().strip()
 
 
+def web_unit(host) -> str:
+    """The web server's unit in the slot that serves (APP@blue or APP@green)."""
+    return f"{APP}@{host.check_output(f'readlink {ROOT}/slots/live')}.service"
+
+
 def release_python(host, code: str) -> str:
     return host.check_output("%s/current/venv/bin/python -c %s", ROOT, code)
 
@@ -101,7 +106,8 @@ def state(host) -> dict:
         "current": host.check_output(f"readlink {ROOT}/current"),
         "releases": host.check_output(f"ls {ROOT}/releases").split(),
         "wheelhouses": host.check_output(f"ls {ROOT}/shared/wheelhouse").split(),
-        "main_pid": host.check_output(f"systemctl show --property MainPID --value {APP}.service"),
+        "main_pid": host.check_output(
+            f"systemctl show --property MainPID --value {web_unit(host)}"),
         "env": hashlib.sha256(host.file(f"{ROOT}/shared/.env").content).hexdigest(),
         "build_sources": host.check_output(f"ls -A {BUILD_SOURCES}").split(),
         "lock_held": host.file(LOCK).exists,
@@ -251,8 +257,8 @@ def test_the_project_names_no_app_server_and_its_release_has_gunicorn(host):
     assert "gunicorn" not in requirements.lower()
     assert host.file(f"{ROOT}/current/venv/bin/gunicorn").is_file
     assert release_python(host, "import gunicorn; print(gunicorn.__version__)") == "23.0.0"
-    assert host.service(f"{APP}.service").is_running
-    assert host.service(f"{APP}.socket").is_running
+    assert host.service(web_unit(host)).is_running
+    assert host.service(web_unit(host).replace(".service", ".socket")).is_running
 
 
 def test_the_environment_maps_the_database_names_and_writes_booleans_as_python_does(host):
@@ -303,7 +309,7 @@ def test_a_release_whose_application_does_not_import_stops_before_the_migrations
         assert postgres_query(host, "SELECT to_regclass('notes_note') IS NULL") == "t"
         assert host.check_output(f"readlink {ROOT}/current") == deployed["current"]
         assert host.check_output(
-            f"systemctl show --property MainPID --value {APP}.service") == deployed["main_pid"]
+            f"systemctl show --property MainPID --value {web_unit(host)}") == deployed["main_pid"]
         assert fetch(host, "/admin/login/")["status"] == 200
     finally:
         # The refused release stays on disk (the next deploys prune it): removed here so that

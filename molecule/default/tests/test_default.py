@@ -10,7 +10,8 @@ import pytest
 # Debian 13, the others on Debian 12: the host says which servers it runs.
 APP = os.environ.get("SLIPWAY_APP", "shop")
 DB_VENDOR = os.environ.get("SLIPWAY_DB_VENDOR", "postgresql")
-UNITS = [f"{APP}.service", f"{APP}-celery.service", f"{APP}-celerybeat.service"]
+# "web": the web server's unit in the slot that serves (APP@blue or APP@green).
+UNITS = ["web", f"{APP}-celery.service", f"{APP}-celerybeat.service"]
 CACHE_SERVERS = ("redis-server", "valkey-server")
 
 
@@ -32,11 +33,28 @@ def cache_unit(host) -> str:
     return installed[0]
 
 
+def unit_name(host, unit: str) -> str:
+    if unit != "web":
+        return unit
+    return f"{APP}@{host.check_output(f'readlink /srv/{APP}/slots/live')}.service"
+
+
 @pytest.mark.parametrize("unit", UNITS)
 def test_app_units_are_active_and_enabled(host, unit):
-    service = host.service(unit)
+    service = host.service(unit_name(host, unit))
     assert service.is_running
     assert service.is_enabled
+
+
+def test_only_the_serving_slot_runs_and_nginx_sends_requests_to_it(host):
+    live = host.check_output(f"readlink /srv/{APP}/slots/live")
+    idle = "green" if live == "blue" else "blue"
+    assert not host.service(f"{APP}@{idle}.service").is_running
+    assert not host.service(f"{APP}@{idle}.socket").is_enabled
+    upstream = host.file(f"/etc/nginx/slipway/{APP}-upstream.conf").content_string
+    assert f"server unix:/run/{APP}/web-{live}.sock" in upstream
+    assert host.file(f"/srv/{APP}/current").linked_to == \
+        host.file(f"/srv/{APP}/slots/{live}").linked_to
 
 
 @pytest.mark.parametrize("unit_of", [lambda host: "nginx", database_unit, cache_unit],
@@ -113,6 +131,7 @@ def test_no_service_runs_as_root_except_the_nginx_master(host):
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_unit_is_hardened_to_an_exposure_of_2_or_lower(host, unit):
+    unit = unit_name(host, unit)
     output = host.check_output(f"systemd-analyze security {unit} --no-pager")
     verdict = output.strip().splitlines()[-1]
     print(f"\nsystemd-analyze security {unit}: {verdict}")

@@ -98,10 +98,11 @@ def access_log_lines(host) -> int:
 
 
 @pytest.mark.parametrize("name", APP_HOSTS)
-@pytest.mark.parametrize("unit", [f"{APP}.socket", f"{APP}.service", f"{APP}-celery.service",
-                                  "nginx"])
+@pytest.mark.parametrize("unit", ["web.socket", "web.service", f"{APP}-celery.service", "nginx"])
 def test_every_app_host_runs_the_app_and_its_nginx(app_hosts, name, unit):
     host = app_hosts[APP_HOSTS.index(name)]
+    if unit.startswith("web."):  # the web server's units in the slot that serves
+        unit = f"{APP}@{host.check_output(f'readlink /srv/{APP}/slots/live')}{unit[3:]}"
     assert host.service(unit).is_running
     assert host.service(unit).is_enabled
 

@@ -197,7 +197,8 @@ def test_the_process_unit_runs_the_command_in_the_current_release(host, v1):
 def test_the_app_runs_without_gunicorn_in_its_requirements(host, v1):
     requirements = host.file(f"{v1['release']}/requirements.txt").content_string.lower()
     assert "gunicorn" not in requirements
-    assert host.service(f"{APP}.service").is_running
+    live = host.check_output(f"readlink /srv/{APP}/slots/live")
+    assert host.service(f"{APP}@{live}.service").is_running
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,9 @@ def changed_source(tmp_path: Path, settings: str) -> Path:
 
 
 def main_pid(host) -> str:
-    return host.check_output(f"systemctl show --property MainPID --value {APP}.service")
+    """The MainPID of the web server in the slot that serves."""
+    unit = f"{APP}@{host.check_output(f'readlink /srv/{APP}/slots/live')}.service"
+    return host.check_output(f"systemctl show --property MainPID --value {unit}")
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from deploy_steps import (  # noqa: E402
     current,
     health_status,
     line_name,
+    live_slot,
     lock_is_free,
     manage,
     output,
@@ -163,18 +164,27 @@ def test_rollback_returns_to_v1_under_load_and_reverses_the_migrations(host):
                         "print(ProductionLine.objects.count())") == "1"
 
 
-def test_a_release_failing_its_health_gate_is_switched_back_by_itself(host):
+def test_a_release_failing_its_health_gate_never_receives_a_request(host):
     v1, v3 = release_id("v1"), release_id("v3")
+    live = live_slot(host)
+    served_by = host.check_output(f"readlink {ROOT}/slots/{live}")
 
-    # The admin login page, not /health/: v3's /health/ answers 500 by design.
-    result, summary = SCENARIO.under_load("deploy.yml", "/admin/login/", "-e",
+    # /health/ names the release that answers; v3's answers 500 by design, and the load counts
+    # every answer that is not a 200 as failed.
+    result, summary = SCENARIO.under_load("deploy.yml", "/health/", "-e",
                                           f"app_source={SCENARIO.versions / 'v3'}")
 
     assert result.returncode != 0
     assert f"Release {v3} failed on" in output(result)
-    assert f"Switched back to release {v1}" in output(result)
+    assert "slot's socket, before the switch" in output(result), "refused by the direct check"
+    assert f"It never received a request: release {v1} served throughout" in output(result)
     assert_no_failed_request(summary)
+    assert set(summary["releases"]) == {v1}, summary["releases"]
     assert current(host) == v1
+    assert live_slot(host) == live
+    assert host.check_output(f"readlink {ROOT}/slots/{live}") == served_by
+    other = "green" if live == "blue" else "blue"
+    assert not host.service(f"{APP}@{other}.service").is_running
     assert status(host, v3)["status"] == "failed"
     assert health_status(host) == "200"
     assert lock_is_free(host)
