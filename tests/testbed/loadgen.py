@@ -259,6 +259,7 @@ class LoadGenerator:
                     name: None if value is None else round(value * 1000, 2)
                     for name, value in (("p50", percentile(latencies, 0.50)),
                                         ("p95", percentile(latencies, 0.95)),
+                                        ("p99", percentile(latencies, 0.99)),
                                         ("max", latencies[-1] if latencies else None))
                 },
                 "failures": [dict(item) for item in tally.failures],
