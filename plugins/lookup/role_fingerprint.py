@@ -17,7 +17,8 @@ description:
   - Two runs with the same digest would give the role the same inputs; the C(provision) role
     records it on the host after a run and skips the role while it matches.
   - Variables whose value changes on every run (C(omit)'s placeholder, the date and time, the
-    play's host list) are left out; a value that cannot be templated counts as undefined.
+    play's host list) are left out, and so are the roles' own facts (names starting with two
+    underscores, set during the run); a value that cannot be templated counts as undefined.
 author:
   - slipway developers (@slipway)
 options:
@@ -108,7 +109,8 @@ class LookupModule(LookupBase):
         omit_token = str(variables.get("omit", "")) or None
         inputs = {"collection": collection_version(), "role": role}
         for name in sorted(names - VOLATILE):
-            if name in variables:
+            # Names with two leading underscores are the roles' own facts, set during the run.
+            if name in variables and not name.startswith("__"):
                 inputs[f"var {name}"] = self._value(variables[name], omit_token)
         host_facts = variables.get("ansible_facts") or {}
         for fact in sorted(facts):

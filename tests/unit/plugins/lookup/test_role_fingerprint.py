@@ -58,6 +58,10 @@ def test_a_variable_no_file_of_the_role_names_changes_nothing():
     assert digest("nginx", app_version="v2", unrelated_thing=1) == digest("nginx")
 
 
+def test_the_roles_own_facts_set_during_the_run_do_not_count():
+    assert digest("nginx", __nginx_version="1.26") == digest("nginx", __nginx_version="1.22")
+
+
 def test_the_hosts_release_changes_it_but_volatile_facts_do_not():
     facts = dict(BASE["ansible_facts"])
     assert digest("python", ansible_facts={**facts, "distribution_major_version": "13"}) \
