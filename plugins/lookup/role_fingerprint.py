@@ -27,12 +27,21 @@ options:
     type: list
     elements: str
     required: true
+  exclude:
+    description: Variables that do not count, such as a run's own id.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
 - name: What nginx would be given on this host
   ansible.builtin.debug:
     msg: "{{ lookup('slipway.django.role_fingerprint', 'nginx') }}"
+
+- name: What the app role would be given, but for the run's own id
+  ansible.builtin.debug:
+    msg: "{{ lookup('slipway.django.role_fingerprint', 'app', exclude=['app_deploy_run_id']) }}"
 """
 
 RETURN = r"""
@@ -96,7 +105,7 @@ class LookupModule(LookupBase):
         text = json.dumps(templated, sort_keys=True, default=str)
         return text.replace(omit_token, "<omit>") if omit_token else text
 
-    def fingerprint(self, role: str, variables: dict) -> str:
+    def fingerprint(self, role: str, variables: dict, exclude: frozenset = frozenset()) -> str:
         digest = hashlib.sha256()
         names, facts = set(), set(HOST_FACTS)
         for path in role_files(role):
@@ -108,7 +117,7 @@ class LookupModule(LookupBase):
             facts.update(FACT_KEY.findall(text))
         omit_token = str(variables.get("omit", "")) or None
         inputs = {"collection": collection_version(), "role": role}
-        for name in sorted(names - VOLATILE):
+        for name in sorted(names - VOLATILE - exclude):
             # Names with two leading underscores are the roles' own facts, set during the run.
             if name in variables and not name.startswith("__"):
                 inputs[f"var {name}"] = self._value(variables[name], omit_token)
@@ -120,5 +129,9 @@ class LookupModule(LookupBase):
         return digest.hexdigest()
 
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        return [self.fingerprint(str(role), variables or {}) for role in terms]
+        exclude = kwargs.get("exclude") or []
+        if isinstance(exclude, str) or not isinstance(exclude, (list, tuple, set, frozenset)):
+            raise AnsibleLookupError(f"role_fingerprint: exclude must be a list of variable names, "
+                                     f"found {exclude!r}")
+        exclude = frozenset(str(name) for name in exclude)
+        return [self.fingerprint(str(role), variables or {}, exclude) for role in terms]

@@ -28,13 +28,13 @@ def trusted(value):
     return trust_as_template(value) if isinstance(value, str) else value
 
 
-def digest(role, omit="1", **changes):
+def digest(role, omit="1", exclude=(), **changes):
     variables = {name: trusted(value) for name, value in {**BASE, **changes}.items()}
     variables["omit"] = OMIT + omit
     loader = DataLoader()
     lookup = role_fingerprint.LookupModule(
         loader=loader, templar=Templar(loader=loader, variables=variables))
-    [value] = lookup.run([role], variables=variables)
+    [value] = lookup.run([role], variables=variables, exclude=list(exclude))
     return value
 
 
@@ -95,3 +95,9 @@ def test_a_change_to_any_file_of_the_role_changes_it(tmp_path, monkeypatch):
 def test_a_name_that_is_not_a_role_here_is_refused(role):
     with pytest.raises(AnsibleLookupError, match="role"):
         digest(role)
+
+
+def test_excluded_variables_do_not_count():
+    assert digest("app", app_deploy_run_id="run-1") != digest("app", app_deploy_run_id="run-2")
+    assert digest("app", exclude=["app_deploy_run_id"], app_deploy_run_id="run-1") == \
+        digest("app", exclude=["app_deploy_run_id"], app_deploy_run_id="run-2")
