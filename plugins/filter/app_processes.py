@@ -11,15 +11,20 @@ description:
   - Takes the app's process entries (the predefined Celery ones, then C(app_processes)), checks
     them and returns them complete (defaults filled in, the unit file to install, and the units
     to run on the given host).
-  - An entry with C(instances) above 1 is a template unit C(APP-NAME@.service) run as
-    C(APP-NAME@1.service) to C(APP-NAME@N.service); otherwise the unit is C(APP-NAME.service).
+  - An entry runs in the web server's slots (C(overlap), the default): its template unit
+    C(APP-NAME@.service) runs as C(APP-NAME@blue.service) or C(APP-NAME@green.service) (with
+    C(instances) above 1, C(APP-NAME@blue-1.service) to C(APP-NAME@blue-N.service)), so that a
+    switch starts the new release's processes before the old ones are told to stop.
+  - An entry with C(overlap=false) is a singleton (Celery beat): it is stopped, then started on the
+    new release. Its unit is C(APP-NAME.service), or with C(instances) above 1 the template unit
+    C(APP-NAME@.service) run as C(APP-NAME@1.service) to C(APP-NAME@N.service).
   - Fails with a message naming the entry on a name that is not C([a-z0-9-]), a duplicate name,
     a missing command, a command that is not one program line, or a bad number.
 author:
   - slipway developers (@slipway)
 options:
   _input:
-    description: The entries, each C({name, command, instances, stop_timeout, hosts}).
+    description: The entries, each C({name, command, instances, stop_timeout, hosts, overlap}).
     type: list
     elements: dict
     required: true
@@ -36,6 +41,11 @@ options:
     type: list
     elements: str
     default: []
+  slots:
+    description: The web server's slots, in which the entries that overlap run.
+    type: list
+    elements: str
+    default: [blue, green]
 """
 
 EXAMPLES = r"""
@@ -49,8 +59,10 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description: >-
-    The entries with C(instances), C(stop_timeout), C(hosts) (null for every host), C(unit_file),
-    C(units) (the units the entry runs on the host, empty where it is not pinned) and C(here).
+    The entries with C(instances), C(stop_timeout), C(hosts) (null for every host), C(overlap),
+    C(unit_file), C(here), C(units) (a singleton's units on the host, empty where it is not
+    pinned or where the entry overlaps) and C(slot_units) (an overlapping entry's units on the
+    host, by slot).
   type: list
   elements: dict
 """
@@ -61,7 +73,7 @@ import shlex
 from ansible.errors import AnsibleFilterError
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
-KEYS = {"name", "command", "instances", "stop_timeout", "hosts", "predefined"}
+KEYS = {"name", "command", "instances", "stop_timeout", "hosts", "overlap", "predefined"}
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")", "<", ">", ">>", "<<", "<&", ">&",
                    ">|", "<>"}
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -110,7 +122,7 @@ def _int(entry, key, default, label, minimum):
     return number
 
 
-def app_processes(entries, app_name, hostname, reserved=None):
+def app_processes(entries, app_name, hostname, reserved=None, slots=("blue", "green")):
     if entries is None:
         entries = []
     if not isinstance(entries, list):
@@ -129,7 +141,7 @@ def app_processes(entries, app_name, hostname, reserved=None):
         unknown = sorted(set(entry) - KEYS)
         if unknown:
             _fail(label, f"has unknown keys: {', '.join(map(str, unknown))}",
-                  "The keys are name, command, instances, stop_timeout and hosts.")
+                  "The keys are name, command, instances, stop_timeout, hosts and overlap.")
         if not isinstance(name, str) or not NAME.match(name):
             _fail(label, "has a name that is not lower-case letters, digits and inner dashes",
                   "Name it like 'sendalerts' or 'rq-worker' (it becomes the unit "
@@ -150,16 +162,27 @@ def app_processes(entries, app_name, hostname, reserved=None):
                                   or not all(isinstance(host, str) for host in hosts)):
             _fail(label, f"has hosts={hosts!r}",
                   "hosts is a list of inventory hostnames (leave it out for every app host).")
+        overlap = entry.get("overlap", True)
+        if not isinstance(overlap, bool):
+            _fail(label, f"has overlap={overlap!r}",
+                  "overlap is true (the new release's process starts before the old one stops) "
+                  "or false (a singleton, such as a scheduler: stopped, then started).")
         here = hosts is None or hostname in hosts
-        if instances > 1:
+        numbers = [str(number) for number in range(1, instances + 1)] if instances > 1 else [""]
+        if overlap:
             unit_file = f"{app_name}-{name}@.service"
-            units = [f"{app_name}-{name}@{number}.service" for number in range(1, instances + 1)]
+            units = []
+            slot_units = {slot: [f"{app_name}-{name}@{slot}{'-' + number if number else ''}.service"
+                                 for number in numbers] if here else [] for slot in slots}
         else:
-            unit_file = f"{app_name}-{name}.service"
-            units = [unit_file]
+            unit_file = f"{app_name}-{name}{'@' if instances > 1 else ''}.service"
+            units = [f"{app_name}-{name}@{number}.service" if number else unit_file
+                     for number in numbers] if here else []
+            slot_units = {slot: [] for slot in slots}
         result.append({"name": name, "command": entry["command"].strip(),
                        "instances": instances, "stop_timeout": stop_timeout, "hosts": hosts,
-                       "unit_file": unit_file, "units": units if here else [], "here": here})
+                       "overlap": overlap, "unit_file": unit_file, "units": units,
+                       "slot_units": slot_units, "here": here})
     return result
 
 

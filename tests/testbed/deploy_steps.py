@@ -207,6 +207,20 @@ def web_unit(host) -> str:
     return f"{APP}@{live_slot(host)}.service"
 
 
+def assert_workers_overlapped(host, old_slot: str, new_slot: str) -> None:
+    """The Celery worker of the slot that serves now started before the old slot's worker was
+    told to finish (systemd's own journal lines, in the order it wrote them), and the old one is
+    stopped."""
+    old, new = f"{APP}-celery@{old_slot}.service", f"{APP}-celery@{new_slot}.service"
+    lines = host.check_output(f"journalctl --no-pager -o cat -u {old} -u {new}").splitlines()
+    started = [number for number, line in enumerate(lines) if line.startswith(f"Started {new}")]
+    stopping = [number for number, line in enumerate(lines) if line.startswith(f"Stopping {old}")]
+    assert started and stopping, lines[-20:]
+    assert started[-1] < stopping[-1], lines[-20:]
+    assert host.service(new).is_running and host.service(new).is_enabled
+    assert not host.service(old).is_running and not host.service(old).is_enabled
+
+
 def status(host, release: str) -> dict:
     return json.loads(host.file(f"{ROOT}/releases/{release}/.slipway-status.json").content_string)
 

@@ -10,8 +10,9 @@ import pytest
 # Debian 13, the others on Debian 12: the host says which servers it runs.
 APP = os.environ.get("SLIPWAY_APP", "shop")
 DB_VENDOR = os.environ.get("SLIPWAY_DB_VENDOR", "postgresql")
-# "web": the web server's unit in the slot that serves (APP@blue or APP@green).
-UNITS = ["web", f"{APP}-celery.service", f"{APP}-celerybeat.service"]
+# "web" and "celery": the web server's and the Celery worker's units in the slot that serves
+# (APP@blue or APP@green, APP-celery@blue...); beat is a singleton.
+UNITS = ["web", "celery", f"{APP}-celerybeat.service"]
 CACHE_SERVERS = ("redis-server", "valkey-server")
 
 
@@ -34,9 +35,10 @@ def cache_unit(host) -> str:
 
 
 def unit_name(host, unit: str) -> str:
-    if unit != "web":
+    if unit not in ("web", "celery"):
         return unit
-    return f"{APP}@{host.check_output(f'readlink /srv/{APP}/slots/live')}.service"
+    slot = host.check_output(f"readlink /srv/{APP}/slots/live")
+    return f"{APP}@{slot}.service" if unit == "web" else f"{APP}-celery@{slot}.service"
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -51,6 +53,7 @@ def test_only_the_serving_slot_runs_and_nginx_sends_requests_to_it(host):
     idle = "green" if live == "blue" else "blue"
     assert not host.service(f"{APP}@{idle}.service").is_running
     assert not host.service(f"{APP}@{idle}.socket").is_enabled
+    assert not host.service(f"{APP}-celery@{idle}.service").is_running
     upstream = host.file(f"/etc/nginx/slipway/{APP}-upstream.conf").content_string
     assert f"server unix:/run/{APP}/web-{live}.sock" in upstream
     assert host.file(f"/srv/{APP}/current").linked_to == \

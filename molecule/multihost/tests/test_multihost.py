@@ -92,17 +92,27 @@ def deploy(version: str, *extra: str) -> subprocess.CompletedProcess:
                           cwd=PROJECT)
 
 
+def live_slot(host) -> str:
+    return host.check_output(f"readlink /srv/{APP}/slots/live")
+
+
+def celery_unit(host) -> str:
+    return f"{APP}-celery@{live_slot(host)}.service"
+
+
 def access_log_lines(host) -> int:
     return int(host.check_output(f"grep -c 'GET /health/' /var/log/{APP}/gunicorn-access.log "
                                  "|| true") or 0)
 
 
 @pytest.mark.parametrize("name", APP_HOSTS)
-@pytest.mark.parametrize("unit", ["web.socket", "web.service", f"{APP}-celery.service", "nginx"])
+@pytest.mark.parametrize("unit", ["web.socket", "web.service", "celery", "nginx"])
 def test_every_app_host_runs_the_app_and_its_nginx(app_hosts, name, unit):
     host = app_hosts[APP_HOSTS.index(name)]
     if unit.startswith("web."):  # the web server's units in the slot that serves
-        unit = f"{APP}@{host.check_output(f'readlink /srv/{APP}/slots/live')}{unit[3:]}"
+        unit = f"{APP}@{live_slot(host)}{unit[3:]}"
+    if unit == "celery":  # Celery's worker in the slot that serves
+        unit = celery_unit(host)
     assert host.service(unit).is_running
     assert host.service(unit).is_enabled
 
@@ -276,14 +286,17 @@ def test_rolling_update_to_v2_under_load_drops_no_request(app_hosts, db_host,
 
 
 # The process of app_processes in molecule.yml: two instances, pinned to app2.
-TICKER_UNITS = [f"{APP}-ticker@1.service", f"{APP}-ticker@2.service"]
+def ticker_units(host) -> list[str]:
+    """The ticker's two instances in the slot that serves."""
+    return [f"{APP}-ticker@{live_slot(host)}-{number}.service" for number in (1, 2)]
+
 
 
 def ticker_state(host) -> dict[str, str]:
     """Each running ticker instance: the release it runs in (its cwd) and the virtualenv it
     wrote from (sys.prefix, in a file named for its pid)."""
     state = {}
-    for unit in TICKER_UNITS:
+    for unit in ticker_units(host):
         pid = host.check_output(f"systemctl show --property MainPID --value {unit}")
         assert pid not in ("", "0"), f"{unit} has no main process"
         cwd = host.check_output(f"readlink /proc/{pid}/cwd")
@@ -294,7 +307,7 @@ def ticker_state(host) -> dict[str, str]:
 
 def test_a_process_runs_on_its_pinned_host_only(app_hosts):
     app1, app2 = app_hosts
-    for unit in TICKER_UNITS:
+    for unit in ticker_units(app2):
         assert app2.service(unit).is_running and app2.service(unit).is_enabled
         pid = app2.check_output(f"systemctl show --property MainPID --value {unit}")
         assert app2.file(f"/proc/{pid}").user == APP
@@ -324,7 +337,7 @@ def test_processes_run_the_new_release_after_the_update(app_hosts, deploy_under_
     assert f"/srv/{APP}/releases/{release_id('v1')}/venv" in prefixes
     # Celery runs on the new release too.
     for host in app_hosts:
-        pid = host.check_output(f"systemctl show --property MainPID --value {APP}-celery.service")
+        pid = host.check_output(f"systemctl show --property MainPID --value {celery_unit(host)}")
         assert Path(host.check_output(f"readlink /proc/{pid}/cwd")).name == v2
 
 
@@ -362,7 +375,7 @@ def test_a_release_whose_pages_fail_is_refused_and_switched_back(app_hosts, depl
     assert get(balancer_url("/admin/login/"))[0] == 200
     answers = {json.loads(get(balancer_url("/health/"))[1])["release"] for _ in range(6)}
     assert answers == set(before)
-    for unit in TICKER_UNITS:
+    for unit in ticker_units(app_hosts[1]):
         assert app_hosts[1].service(unit).is_running
 
 
@@ -375,10 +388,11 @@ def test_a_process_removed_from_the_list_is_stopped_and_its_unit_removed(app_hos
     app2 = app_hosts[1]
     assert not app2.file(f"/etc/systemd/system/{APP}-ticker@.service").exists
     assert app2.run(f"find /etc/systemd/system -name '{APP}-ticker*'").stdout.strip() == ""
-    for unit in TICKER_UNITS:
+    for unit in [f"{APP}-ticker@{slot}-{number}.service" for slot in ("blue", "green")
+                 for number in (1, 2)]:
         assert not app2.service(unit).is_running
     assert app2.check_output(f"systemctl list-units --all --no-legend '{APP}-ticker*'") == ""
     # Celery's units stay (they are entries of their own).
     for host in app_hosts:
-        assert host.service(f"{APP}-celery.service").is_running
+        assert host.service(celery_unit(host)).is_running
     assert app_hosts[0].service(f"{APP}-celerybeat.service").is_running

@@ -29,6 +29,7 @@ from deploy_steps import (  # noqa: E402
     applied,
     assert_no_failed_request,
     assert_no_secret_seen,
+    assert_workers_overlapped,
     backups,
     command_lines_fixture,
     current,
@@ -105,6 +106,7 @@ def test_update_to_v2_under_load_drops_no_request(host):
     v1, v2 = release_id("v1"), release_id("v2")
 
     nginx_record = json.loads(host.file(f"{PROVISION_STATE}/nginx.json").content_string)
+    slot_before = live_slot(host)
 
     # One provisioning input changes (nginx's body size); the other roles' inputs do not.
     result, summary = SCENARIO.under_load("deploy.yml", "/health/", "-e",
@@ -115,6 +117,7 @@ def test_update_to_v2_under_load_drops_no_request(host):
     assert_no_failed_request(summary)
     assert set(summary["releases"]) <= {v1, v2} and v2 in summary["releases"]
     assert current(host) == v2
+    assert_workers_overlapped(host, old_slot=slot_before, new_slot=live_slot(host))
     for role in ("postgresql", "redis", "python"):
         assert f"{role}: skipped, its inputs are as this host recorded them" in output(result)
     assert "nginx: skipped" not in output(result)
@@ -150,12 +153,14 @@ def test_the_backup_taken_before_the_migrations_is_verified_and_private(host):
 def test_rollback_returns_to_v1_under_load_and_reverses_the_migrations(host):
     v1, v2 = release_id("v1"), release_id("v2")
 
+    slot_before = live_slot(host)
     result, summary = SCENARIO.under_load("rollback.yml", "/health/")
 
     assert result.returncode == 0, output(result)[-8000:]
     assert_no_failed_request(summary)
     assert "production.0002_shift" in output(result), "the plan lists the migrations it reverses"
     assert current(host) == v1
+    assert_workers_overlapped(host, old_slot=slot_before, new_slot=live_slot(host))
     assert status(host, v2)["status"] == "rolled_back"
     assert status(host, v1)["status"] == "succeeded"
     assert "production_shift" not in tables(host)
