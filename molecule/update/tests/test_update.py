@@ -118,6 +118,8 @@ def test_update_to_v2_under_load_drops_no_request(host):
     assert set(summary["releases"]) <= {v1, v2} and v2 in summary["releases"]
     assert current(host) == v2
     assert_workers_overlapped(host, old_slot=slot_before, new_slot=live_slot(host))
+    # Only the code changed for the app role: the host's setup is not written again.
+    assert f"release {v1} was deployed with" in " ".join(output(result).split())
     for role in ("postgresql", "redis", "python"):
         assert f"{role}: skipped, its inputs are as this host recorded them" in output(result)
     assert "nginx: skipped" not in output(result)
