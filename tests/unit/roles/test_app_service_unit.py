@@ -1,4 +1,5 @@
-"""The app's web unit starts the chosen app server on the socket systemd passes it."""
+"""The app's web unit (one instance per slot, blue or green) starts the chosen app server of the
+slot's release on the slot's own socket, which systemd passes it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ VARIABLES = {
     "app_gunicorn_max_requests": 2000, "app_gunicorn_socket": "/run/shop/gunicorn.sock",
     "app_wsgi_application": "config.wsgi:application",
     "app_asgi_application": "config.asgi:application",
+    "__app_web_socket": "/run/shop/web-%i.sock",
 }
 
 
@@ -41,7 +43,7 @@ def test_gunicorn_serves_the_wsgi_application_and_notifies_systemd():
     unit = render("gunicorn")
     command = exec_start(unit)
     assert command.startswith(
-        "/srv/shop/current/venv/bin/gunicorn --bind unix:/run/shop/gunicorn.sock")
+        "/srv/shop/slots/%i/venv/bin/gunicorn --bind unix:/run/shop/web-%i.sock")
     assert command.endswith(" config.wsgi:application")
     assert "--worker-class" not in command
     assert "Type=notify" in unit and "ExecReload=" in unit
@@ -56,7 +58,7 @@ def test_gunicorn_with_uvicorn_workers_serves_the_asgi_application():
 def test_uvicorn_serves_the_asgi_application_on_the_systemd_socket():
     unit = render("uvicorn")
     command = exec_start(unit)
-    assert command.startswith("/srv/shop/current/venv/bin/uvicorn --fd 3 --workers 3")
+    assert command.startswith("/srv/shop/slots/%i/venv/bin/uvicorn --fd 3 --workers 3")
     assert command.endswith(" config.asgi:application")
     assert "Type=exec" in unit and "Type=notify" not in unit
     assert "ExecReload=" not in unit
@@ -64,4 +66,6 @@ def test_uvicorn_serves_the_asgi_application_on_the_systemd_socket():
 
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn", "gunicorn+uvicorn-worker"])
 def test_every_server_needs_the_socket(server):
-    assert "Requires=shop.socket" in render(server)
+    unit = render(server)
+    assert "Requires=shop@%i.socket" in unit
+    assert "WorkingDirectory=/srv/shop/slots/%i" in unit
