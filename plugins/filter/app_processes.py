@@ -11,11 +11,11 @@ description:
   - Takes the app's process entries (the predefined Celery ones, then C(app_processes)), checks
     them and returns them complete (defaults filled in, the unit file to install, and the units
     to run on the given host).
-  - An entry runs in the web server's slots (C(overlap), the default): its template unit
+  - An entry runs in the web server's slots by default (C(overlap)). Its template unit
     C(APP-NAME@.service) runs as C(APP-NAME@blue.service) or C(APP-NAME@green.service) (with
     C(instances) above 1, C(APP-NAME@blue-1.service) to C(APP-NAME@blue-N.service)), so that a
     switch starts the new release's processes before the old ones are told to stop.
-  - An entry with C(overlap=false) is a singleton (Celery beat): it is stopped, then started on the
+  - An entry with C(overlap=false) is a singleton (Celery beat), stopped, then started on the
     new release. Its unit is C(APP-NAME.service), or with C(instances) above 1 the template unit
     C(APP-NAME@.service) run as C(APP-NAME@1.service) to C(APP-NAME@N.service).
   - Fails with a message naming the entry on a name that is not C([a-z0-9-]), a duplicate name,

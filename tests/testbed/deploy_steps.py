@@ -221,7 +221,7 @@ def assert_workers_overlapped(host, old_slot: str, new_slot: str) -> None:
     assert not host.service(old).is_enabled
     # The deploy does not wait for the old worker's warm shutdown: it ends within its
     # stop_timeout (30 s), polled within a bound.
-    for _ in range(90):
+    for _attempt in range(90):
         if not host.service(old).is_running:
             break
         time.sleep(1)
