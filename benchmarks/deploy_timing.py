@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from example_copies import code_only_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "tests" / "testbed" / "demo.sh"
@@ -47,11 +48,7 @@ def main() -> None:
     runs["first"] = timed_run()
     runs["no_change"] = timed_run()
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
-        source = Path(scratch) / "app"
-        shutil.copytree(ROOT / "examples" / "app", source,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        with open(source / "config" / "urls.py", "a") as handle:
-            handle.write(f"\n# benchmark change {time.time()}\n")
+        source = code_only_copy(Path(scratch) / "app")
         runs["code_only"] = timed_run("-e", f"app_source={source}")
 
     first = runs["first"][0]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "testbed"))
 
+from example_copies import code_only_copy, example_copy  # noqa: E402
 from loadgen import LoadGenerator  # noqa: E402
 
 DEMO = ROOT / "tests" / "testbed" / "demo.sh"
@@ -123,11 +123,7 @@ def main() -> None:
     windows.append(window("steady (20 s, nothing running)", load.wait()))
 
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
-        update = Path(scratch) / "update"
-        shutil.copytree(ROOT / "examples" / "app", update,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        with open(update / "config" / "urls.py", "a") as handle:
-            handle.write(f"\n# benchmark change {time.time()}\n")
+        update = code_only_copy(Path(scratch) / "update")
         summary, (seconds, result) = under_load(
             args.rate, lambda: checked("update", deploy("-e", f"app_source={update}")))
         windows.append(window("deploy.yml, code-only update", summary, seconds))
@@ -136,12 +132,9 @@ def main() -> None:
         summary, (seconds, _) = under_load(args.rate, lambda: checked("rollback", rollback()))
         windows.append(window("rollback.yml", summary, seconds))
 
-        broken = Path(scratch) / "broken"
-        shutil.copytree(ROOT / "examples" / "app", broken,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        (broken / "config" / "broken.py").write_text(BROKEN_MIDDLEWARE)
-        with open(broken / "config" / "settings.py", "a") as handle:
-            handle.write('\nMIDDLEWARE = ["config.broken.Broken", *MIDDLEWARE]\n')
+        broken = example_copy(Path(scratch) / "broken", {
+            "config/broken.py": BROKEN_MIDDLEWARE,
+            "config/settings.py": '\nMIDDLEWARE = ["config.broken.Broken", *MIDDLEWARE]\n'})
         summary, (seconds, result) = under_load(
             args.rate, lambda: checked("broken", deploy("-e", f"app_source={broken}"), ok=False))
         broken_window = window("deploy of a release whose every page answers 500", summary, seconds)
