@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Requests sent and failed during updates and rollbacks, and the cost of a rolling update.
 
-    .venv/bin/python benchmarks/update_rollout.py [--rate 60] [--keep]
+    .venv/bin/python benchmarks/update_rollout.py [--rate 60] [--keep] [--scenarios multihost]
 
 In one run, on this machine's podman test bed (the molecule scenarios' hosts):
 
@@ -11,7 +11,8 @@ In one run, on this machine's podman test bed (the molecule scenarios' hosts):
    v1, then under load a rolling update v1 -> v2 and a rollback to v1.
 
 The load generator (tests/testbed/loadgen.py) sends GET /health/ to the entry point published
-on 127.0.0.1 at a steady rate for the whole playbook run. Reported: requests sent and failed
+on 127.0.0.1 at a steady rate for the whole playbook run, and for 20 s with nothing running
+before the runs (the steady window they are compared with). Reported: requests sent and failed
 (connection errors, timeouts, 5xx) per run, the achieved rate, and the wall time of the rolling
 update over two app hosts divided by the single-host update's. Results go to
 benchmarks/results/update_rollout.json.
@@ -76,6 +77,26 @@ def entry_url(container: str) -> str:
     return f"http://127.0.0.1:{port}/health/"
 
 
+def steady(scenario: str, rate: float, seconds: float = 20.0) -> dict:
+    """The same load with nothing running: the window the runs are compared with."""
+    summary = LoadGenerator(entry_url(SCENARIOS[scenario]), rate=rate, duration=seconds,
+                            workers=8, timeout=30.0).start().wait()
+    row = {"scenario": scenario, "playbook": "(steady, nothing running)", "args": [],
+           "seconds": seconds, "sent": summary["sent"], "failed": summary["failed"],
+           "other_status": summary["other_status"], "rate": summary["achieved_rate"],
+           "latency_ms": summary["latency_ms"], "releases": summary["releases"]}
+    print_row(row)
+    return row
+
+
+def print_row(row: dict) -> None:
+    latency = row["latency_ms"]
+    print(f"{row['scenario']:9} {row['playbook'][:24]:24} {row['seconds']:7.1f} s  sent "
+          f"{row['sent']:6}  failed {row['failed']:3}  other {row['other_status']:3}  "
+          f"{row['rate']:5.1f} req/s  p50 {latency['p50']} ms  p99 {latency.get('p99')} ms  "
+          f"max {latency['max']} ms", flush=True)
+
+
 def timed_run(scenario: str, playbook: str, rate: float, *extra: str) -> dict:
     inventory = ephemeral(scenario) / "inventory"
     load = LoadGenerator(entry_url(SCENARIOS[scenario]), rate=rate, duration=RUN_TIMEOUT,
@@ -96,9 +117,7 @@ def timed_run(scenario: str, playbook: str, rate: float, *extra: str) -> dict:
            "seconds": round(seconds, 1), "sent": summary["sent"], "failed": summary["failed"],
            "other_status": summary["other_status"], "rate": summary["achieved_rate"],
            "latency_ms": summary["latency_ms"], "releases": summary["releases"]}
-    print(f"{scenario:9} {playbook:12} {seconds:7.1f} s  sent {row['sent']:6}  failed "
-          f"{row['failed']:3}  other {row['other_status']:3}  {row['rate']:5.1f} req/s  "
-          f"p95 {row['latency_ms']['p95']} ms  max {row['latency_ms']['max']} ms", flush=True)
+    print_row(row)
     return row
 
 
@@ -106,30 +125,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=60.0, help="requests per second")
     parser.add_argument("--keep", action="store_true", help="keep the containers afterwards")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS),
+                        help="the scenarios to run (both by default)")
     args = parser.parse_args()
     rows = []
-    for scenario in SCENARIOS:
+    for scenario in args.scenarios:
         for action in ("destroy", "create", "prepare", "converge"):
             molecule(action, scenario)
         versions = ephemeral(scenario) / "versions"
         try:
+            rows.append(steady(scenario, args.rate))
             rows.append(timed_run(scenario, "deploy.yml", args.rate,
                                   "-e", f"app_source={versions / 'v2'}"))
             rows.append(timed_run(scenario, "rollback.yml", args.rate))
         finally:
             if not args.keep:
                 molecule("destroy", scenario)
-    single = next(row for row in rows if row["scenario"] == "update"
-                  and row["playbook"] == "deploy.yml")
-    rolling = next(row for row in rows if row["scenario"] == "multihost"
-                   and row["playbook"] == "deploy.yml")
-    ratio = rolling["seconds"] / single["seconds"]
-    print(f"\nrolling update over 2 app hosts / update of 1 host: {ratio:.2f} (goal: under 2)")
+    single = next((row for row in rows if row["scenario"] == "update"
+                   and row["playbook"] == "deploy.yml"), None)
+    rolling = next((row for row in rows if row["scenario"] == "multihost"
+                    and row["playbook"] == "deploy.yml"), None)
+    ratio = rolling["seconds"] / single["seconds"] if single and rolling else None
+    if ratio is not None:
+        print(f"\nrolling update over 2 app hosts / update of 1 host: {ratio:.2f} (goal: under 2)")
     print(f"failed requests in all runs: {sum(row['failed'] + row['other_status'] for row in rows)}"
           " (goal: 0)")
     out = REPO / "benchmarks" / "results" / "update_rollout.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"runs": rows, "rolling_over_single": round(ratio, 2),
+    out.write_text(json.dumps({"runs": rows, "rolling_over_single": ratio and round(ratio, 2),
                                "rate_asked": args.rate}, indent=2) + "\n")
     return 0
 
