@@ -177,14 +177,17 @@ def test_a_release_failing_its_health_gate_never_receives_a_request(host):
     served_by = host.check_output(f"readlink {ROOT}/slots/{live}")
 
     # /health/ names the release that answers; v3's answers 500 by design, and the load counts
-    # every answer that is not a 200 as failed.
+    # every answer that is not a 200 as failed. Every step runs (app_deploy_mode=full), among
+    # them the admin user's, which the code-only update to v2 left alone.
     result, summary = SCENARIO.under_load("deploy.yml", "/health/", "-e",
-                                          f"app_source={SCENARIO.versions / 'v3'}")
+                                          f"app_source={SCENARIO.versions / 'v3'}",
+                                          "-e", "app_deploy_mode=full")
 
     assert result.returncode != 0
     assert f"Release {v3} failed on" in output(result)
     assert "slot's socket, before the switch" in output(result), "refused by the direct check"
     assert f"It never received a request: release {v1} served throughout" in output(result)
+    assert "admin user are left as that deploy wrote them" not in " ".join(output(result).split())
     assert_no_failed_request(summary)
     assert set(summary["releases"]) == {v1}, summary["releases"]
     assert current(host) == v1
