@@ -46,6 +46,8 @@ def test_gunicorn_serves_the_wsgi_application_and_notifies_systemd():
         "/srv/shop/slots/%i/venv/bin/gunicorn --bind unix:/run/shop/web-%i.sock")
     assert command.endswith(" config.wsgi:application")
     assert "--worker-class" not in command
+    # Workers are replaced after 2000 to 3000 requests: far apart, not all at once.
+    assert "--max-requests 2000 --max-requests-jitter 1000" in command
     assert "Type=notify" in unit and "ExecReload=" in unit
 
 
