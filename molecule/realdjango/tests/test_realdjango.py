@@ -26,7 +26,9 @@ import pytest
 APP = "uptime"
 ROOT = f"/srv/{APP}"
 ADMIN_EMAIL = "admin@uptime.example"
-PROCESS_UNIT = f"{APP}-sendalerts.service"
+def process_unit(host) -> str:
+    """sendalerts' unit in the web server's slot that serves (an app process overlaps)."""
+    return f"{APP}-sendalerts@{host.check_output(f'readlink /srv/{APP}/slots/live')}.service"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 SOURCES = EPHEMERAL / "realdjango"
@@ -107,8 +109,9 @@ def process_state(host) -> dict:
     """The process unit: its state, its main process's directory and command, and whether the
     sendalerts loop that last wrote its heartbeat is one of the unit's own processes (its
     cgroup, read from /proc: the host's cgroup tree is not the container's)."""
-    unit = host.service(PROCESS_UNIT)
-    main_pid = host.check_output(f"systemctl show --property MainPID --value {PROCESS_UNIT}")
+    name = process_unit(host)
+    unit = host.service(name)
+    main_pid = host.check_output(f"systemctl show --property MainPID --value {name}")
     heartbeat_pid = postgres_query(
         host, "SELECT pid FROM monitor_heartbeat WHERE worker = 'sendalerts'")
     cgroups = host.run(f"cat /proc/{heartbeat_pid or 'none'}/cgroup").stdout.splitlines()
@@ -118,7 +121,7 @@ def process_state(host) -> dict:
         "cwd": host.check_output(f"readlink /proc/{main_pid}/cwd"),
         "cmdline": host.file(f"/proc/{main_pid}/cmdline").content_string.replace("\0", " "),
         "heartbeat_pid": heartbeat_pid,
-        "heartbeat_in_unit": any(line.endswith(f"/{PROCESS_UNIT}") for line in cgroups),
+        "heartbeat_in_unit": any(line.endswith(f"/{name}") for line in cgroups),
     }
 
 
