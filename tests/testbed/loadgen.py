@@ -9,7 +9,8 @@ is called, the stop file appears, or SIGINT/SIGTERM arrives. Only loopback targe
 accepted, and the duration has a hard upper bound: it never runs forever.
 
 Counts: sent; ok (2xx); failed (connection errors, timeouts, 5xx), with the first failures'
-times and reasons; other statuses; achieved rate; latency p50/p95/max; and, from JSON bodies
+times and reasons; maintenance (503 with Retry-After: a maintenance page, not a failure);
+other statuses; achieved rate; latency p50/p95/max; and, from JSON bodies
 such as /health/'s, the responses per release (the body's "release" field, with the times
 it was first and last seen) and the responses without one.
 
@@ -72,6 +73,7 @@ class _Tally:
     ok: int = 0
     failed: int = 0
     other_status: int = 0
+    maintenance: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
@@ -177,11 +179,13 @@ class LoadGenerator:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         status = None
         body = b""
+        maintenance = False
         try:
             connection.request("GET", self.path, headers={"Connection": "close",
                                                           "User-Agent": USER_AGENT})
             response = connection.getresponse()
             status = response.status
+            maintenance = status == 503 and response.getheader("Retry-After") is not None
             body = response.read(MAX_BODY)
         except TimeoutError:
             self._record(sent_at, None, b"", "timeout")
@@ -192,10 +196,10 @@ class LoadGenerator:
             return
         finally:
             connection.close()
-        self._record(sent_at, status, body, None)
+        self._record(sent_at, status, body, None, maintenance=maintenance)
 
     def _record(self, sent_at: float, status: int | None, body: bytes,
-                error: str | None) -> None:
+                error: str | None, *, maintenance: bool = False) -> None:
         now = time.monotonic()
         release = self._release_of(body) if status is not None and error is None else None
         with self._lock:
@@ -208,6 +212,8 @@ class LoadGenerator:
                 tally.ok += 1
             elif error is None and status is not None and status < 500:
                 tally.other_status += 1
+            elif error is None and maintenance:
+                tally.maintenance += 1
             else:
                 tally.failed += 1
                 if len(tally.failures) < self.failures_kept:
@@ -253,6 +259,7 @@ class LoadGenerator:
                 "ok": tally.ok,
                 "failed": tally.failed,
                 "other_status": tally.other_status,
+                "maintenance": tally.maintenance,
                 "statuses": dict(sorted(tally.statuses.items())),
                 "achieved_rate": round(tally.sent / elapsed, 2) if elapsed else 0.0,
                 "latency_ms": {

@@ -10,8 +10,12 @@ test looks for the app's secrets in them.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
@@ -46,6 +50,62 @@ def test_v1_runs_with_a_line_to_rename(host):
     assert line_name(host) == "line one"
 
 
+def fetch(path: str) -> tuple[int, dict, str]:
+    """GET through the published port, from the controller (not an allowed address)."""
+    try:
+        with urllib.request.urlopen(SCENARIO.url(path), timeout=10) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def changed(result) -> int:
+    return int(re.search(r"slipway-molecule-restore\s*:.*changed=(\d+)", output(result))[1])
+
+
+def test_maintenance_mode_answers_every_request_with_the_page_but_allowed_addresses(host):
+    page = SCENARIO.ephemeral / "maintenance.html"
+    page.write_text("<!DOCTYPE html><title>Upgrade</title><h1>Back at five o'clock</h1>\n")
+    # The host's own address is allowed: its requests to it still reach the app; the
+    # controller's, through the published port, do not.
+    address = host.check_output("hostname -I").split()[0]
+    given = ["-e", json.dumps({"nginx_maintenance_page": str(page),
+                               "nginx_maintenance_allow": [address]})]
+
+    def from_the_host() -> str:
+        return host.check_output(
+            "python3 -c 'import urllib.request; print(urllib.request.urlopen("
+            f"\"http://{address}/health/\").status)'").strip()
+
+    refused = SCENARIO.playbook("maintenance.yml", "-e", "state=maybe", *given)
+    assert refused.returncode != 0
+    assert 'Say which state to put the site in: -e state=on or -e state=off (found "maybe")' \
+        in " ".join(output(refused).split())
+    assert fetch("/health/")[0] == 200
+
+    on = SCENARIO.playbook("maintenance.yml", "-e", "state=on", *given)
+    assert on.returncode == 0, output(on)[-8000:]
+    for path in ("/health/", "/admin/login/", "/static/admin/css/base.css"):
+        status, headers, body = fetch(path)
+        assert status == 503, path
+        assert headers["Retry-After"] == "300"
+        assert "Back at five o'clock" in body
+    assert from_the_host() == "200"
+    # So does the host's loopback (the deploy's health gate checks the site through nginx).
+    assert health_status(host) == "200"
+
+    again = SCENARIO.playbook("maintenance.yml", "-e", "state=on", *given)
+    assert again.returncode == 0, output(again)[-8000:]
+    assert changed(again) == 0
+    assert fetch("/health/")[0] == 503
+
+    off = SCENARIO.playbook("maintenance.yml", "-e", "state=off", *given)
+    assert off.returncode == 0, output(off)[-8000:]
+    status, headers, body = fetch("/health/")
+    assert status == 200 and "Retry-After" not in headers
+    assert json.loads(body)["release"] == release_id("v1")
+
+
 def test_a_rollback_past_an_irreversible_migration_is_refused_with_its_name(host):
     v1, v4 = release_id("v1"), release_id("v4")
     deployed = SCENARIO.deploy("v4")
@@ -73,11 +133,16 @@ def test_a_rollback_restoring_the_backup_brings_back_the_data_v4_changed(host):
     taken = status(host, v4)["backup"]
     before = {backup["id"] for backup in backups(host)}
 
-    # The switch back is behind the health gate like any rollback; the restore itself replaces
-    # the tables under the running app, so requests during it are reported, not asserted.
-    result, _ = SCENARIO.under_load("rollback.yml", "/health/", "-e", "restore_db=true")
+    # The switch back is behind the health gate like any rollback; while the tables are
+    # replaced, nginx answers with the maintenance page (503, Retry-After) and no request reaches
+    # the app.
+    result, summary = SCENARIO.under_load("rollback.yml", "/health/", "-e", "restore_db=true")
 
     assert result.returncode == 0, output(result)[-8000:]
+    assert summary["maintenance"] > 0
+    assert summary["failed"] == 0, summary["failures"]
+    assert summary["other_status"] == 0, summary["statuses"]
+    assert fetch("/health/")[0] == 200
     assert f"Restore the database from backup {taken}" in output(result)
     assert current(host) == v1
     assert status(host, v4)["status"] == "rolled_back"

@@ -32,12 +32,16 @@ class Backend:
                     status, body = 200, {"status": "ok", "release": "r1"}
                 elif backend.mode == "missing":
                     status, body = 404, {"detail": "not found"}
+                elif backend.mode in ("maintenance", "unavailable"):
+                    status, body = 503, {"status": "down"}
                 else:
                     status, body = 500, {"status": "broken"}
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                if backend.mode == "maintenance":
+                    self.send_header("Retry-After", "300")
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -90,7 +94,7 @@ def test_counts_ok_then_5xx_then_refused_connections(backend):
     assert summary["stopped_by"] == "stop()"
     assert summary["ok"] >= 20
     assert summary["sent"] == summary["ok"] + summary["failed"] + summary["other_status"]
-    assert summary["other_status"] == 0
+    assert summary["other_status"] == 0 and summary["maintenance"] == 0
     reasons = [failure["reason"] for failure in summary["failures"]]
     assert len(reasons) == summary["failed"]
     assert reasons.count("HTTP 500") == summary["statuses"]["500"] >= 10
@@ -118,6 +122,21 @@ def test_other_statuses_are_counted_apart_from_failures(backend):
     assert summary["failed"] == 0 and summary["ok"] == 0
     assert summary["statuses"] == {"404": summary["other_status"]}
     assert summary["releases"] == {}
+
+
+def test_a_maintenance_page_is_counted_apart_and_a_bare_503_is_a_failure(backend):
+    backend.mode = "maintenance"
+    load = loadgen.LoadGenerator(backend.url, rate=50, duration=30, workers=2).start()
+    try:
+        wait_for(lambda: load.summary()["maintenance"] >= 5)
+        backend.mode = "unavailable"
+        wait_for(lambda: load.summary()["failed"] >= 5)
+    finally:
+        summary = load.stop()
+    assert summary["ok"] == 0 and summary["other_status"] == 0
+    assert summary["sent"] == summary["maintenance"] + summary["failed"]
+    assert summary["statuses"] == {"503": summary["sent"]}
+    assert {failure["reason"] for failure in summary["failures"]} == {"HTTP 503"}
 
 
 def test_a_slow_answer_is_a_timeout_failure(backend):
