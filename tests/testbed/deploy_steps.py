@@ -105,7 +105,8 @@ class Scenario:
         with (self.ephemeral / f"loadgen-{scenario}.jsonl").open("a") as log:
             log.write(json.dumps({"run": label, **summary}) + "\n")
         print(f"\n{label}: {summary['playbook_seconds']} s; sent {summary['sent']} ok "
-              f"{summary['ok']} failed {summary['failed']} other {summary['other_status']} at "
+              f"{summary['ok']} failed {summary['failed']} other {summary['other_status']} "
+              f"maintenance {summary['maintenance']} at "
               f"{summary['achieved_rate']}/s; p95 {summary['latency_ms']['p95']} ms, max "
               f"{summary['latency_ms']['max']} ms; releases {summary['releases']}")
         return result, summary

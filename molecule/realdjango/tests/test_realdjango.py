@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -278,3 +279,109 @@ def test_a_release_whose_pages_answer_500_fails_the_default_gate(host, update):
     assert home["status"] == 200
     assert f"<h1>{FACTS['headings']['v2']}</h1>" in home["body"]
     assert_runs_in(process_state_settled(host), update["release"])
+
+
+HOOK_FILES = {
+    "record.yml": """\
+- name: Record the release's facts at this stage
+  ansible.builtin.copy:
+    content: "{{ app_release | to_nice_json }}"
+    dest: "/root/slipway-hooks/{{ app_release.stage }}.json"
+    mode: "0600"
+""",
+    "manage.yml": """\
+- name: Run the release's manage.py as the app user
+  ansible.builtin.command: "{{ app_release.manage }} showmigrations monitor"
+  register: hook_manage
+  changed_when: false
+
+- name: Keep what it printed
+  ansible.builtin.copy:
+    content: "{{ hook_manage.stdout }}"
+    dest: /root/slipway-hooks/manage.txt
+    mode: "0600"
+""",
+    "fail.yml": """\
+- name: A smoke test of the switched release that fails
+  ansible.builtin.fail:
+    msg: the smoke test after the switch failed
+""",
+}
+
+
+def hooked_source(name: str) -> Path:
+    """A copy of v2 with one new file: a new release of the same code."""
+    source = EPHEMERAL / "hooked" / name
+    if not source.exists():
+        shutil.copytree(SOURCES / "v2", source)
+        (source / "hook_marker.py").write_text(f"# release {name}\n")
+    return source
+
+
+@pytest.fixture(scope="module")
+def hooks() -> Path:
+    directory = EPHEMERAL / "hooks"
+    directory.mkdir(exist_ok=True)
+    for name, text in HOOK_FILES.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+def hook_facts(host, stage: str) -> dict:
+    return json.loads(host.check_output(f"cat /root/slipway-hooks/{stage}.json"))
+
+
+def test_hooks_run_at_their_stages_with_the_release_facts(host, update, hooks):
+    host.run("rm -rf /root/slipway-hooks && mkdir -m 0700 /root/slipway-hooks")
+    stages = ["before_build", "after_build", "before_migrate", "after_migrate", "before_switch",
+              "after_switch"]
+    given = {stage: str(hooks / "record.yml") for stage in stages}
+    given["after_build"] = [str(hooks / "record.yml"), str(hooks / "manage.yml")]
+    result = deploy("-e", f"app_source={hooked_source('a')}",
+                    "-e", json.dumps({"app_hooks": given}))
+    assert result.returncode == 0, plain(result)[-5000:]
+    release = current_release(host)
+    assert release != update["release"]
+    for stage in stages:
+        facts = hook_facts(host, stage)
+        assert facts["stage"] == stage
+        assert (facts["id"], facts["path"], facts["serving"]) == (
+            Path(release).name, release, Path(release).name)
+        assert facts["previous"] == Path(update["release"]).name
+        assert (facts["app"], facts["root"], facts["user"]) == (APP, ROOT, APP)
+    # The release's manage.py, as the app user with its environment, before the migrations.
+    assert FACTS["v2_migration"] in host.check_output("cat /root/slipway-hooks/manage.txt")
+    assert fetch(host, "/")["status"] == 200
+
+
+def test_a_failing_hook_after_the_switch_switches_back_and_runs_the_rollback_hooks(host, hooks):
+    serving = current_release(host)
+    host.run("rm -rf /root/slipway-hooks && mkdir -m 0700 /root/slipway-hooks")
+    result = deploy("-e", f"app_source={hooked_source('b')}", "-e", json.dumps(
+        {"app_hooks": {"after_switch": str(hooks / "fail.yml"),
+                       "after_rollback": str(hooks / "record.yml")}}))
+    text = plain(result)
+    assert result.returncode != 0, text[-5000:]
+    assert "the smoke test after the switch failed" in text
+    assert f"Switched back to release {Path(serving).name}, which answers healthy" in text
+    assert current_release(host) == serving
+    facts = hook_facts(host, "after_rollback")
+    assert facts["serving"] == Path(serving).name and facts["id"] != Path(serving).name
+    home = fetch(host, "/")
+    assert home["status"] == 200
+    assert f"<h1>{FACTS['headings']['v2']}</h1>" in home["body"]
+    assert_runs_in(process_state_settled(host), serving)
+
+
+def test_hooks_naming_an_unknown_stage_or_a_missing_file_are_refused_before_any_change(host):
+    serving = current_release(host)
+    for hooks, message in (
+            ({"after_deploy": "x.yml"}, "app_hooks: unknown stages after_deploy"),
+            ({"before_build": "/nonexistent/hook.yml"},
+             "app_hooks.before_build: /nonexistent/hook.yml is not a file on the controller")):
+        result = deploy("-e", f"app_source={hooked_source('c')}",
+                        "-e", json.dumps({"app_hooks": hooks}))
+        text = plain(result)
+        assert result.returncode != 0 and message in " ".join(text.split()), text[-3000:]
+        assert "PLAY [Provision the database]" not in text
+        assert current_release(host) == serving
