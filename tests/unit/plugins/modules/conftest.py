@@ -6,6 +6,7 @@ import json
 from unittest import mock
 
 import pytest
+from ansible.module_utils import _internal
 from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -16,11 +17,13 @@ def run_module(capsys):
 
     Deprecations are returned as ``deprecated``: (message, collection, version) tuples. Each run
     starts without warnings or deprecations (ansible-core keeps them for the whole process,
-    which is one module run on a host)."""
+    which is one module run on a host), and runs as on a host even after other tests imported
+    the controller's code (which would send them to the controller's display instead)."""
 
     def run(module, args: dict, check_mode: bool = False) -> dict:
         capsys.readouterr()
         with patch_module_args({**args, "_ansible_check_mode": check_mode}), \
+                mock.patch.object(_internal, "is_controller", False), \
                 mock.patch.dict(warnings._global_deprecations, clear=True), \
                 mock.patch.dict(warnings._global_warnings, clear=True), \
                 pytest.raises(SystemExit):
