@@ -146,12 +146,13 @@ def test_invalid_options_fail_saying_what_was_given(run_module, dest_dir, change
     assert complaint in result["msg"]
 
 
-def test_an_unreadable_backup_directory_fails_saying_what_to_do(run_module, dest_dir,
-                                                                 monkeypatch):
-    def denied(path):
+def test_an_unreadable_backup_directory_fails_saying_what_to_do(
+        run_module, dest_dir, monkeypatch):
+    # (Tests run as root, whom no directory mode stops.)
+    def denied(path, engine, db):
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(backups.os, "listdir", denied)
+    monkeypatch.setattr(backups, "read_backups", denied)
     result = run_module(db_backup_info, args(dest_dir))
     assert result["failed"] is True
     assert f"Permission denied: {dest_dir} (listing the backups)" in result["msg"]
