@@ -1,6 +1,7 @@
 # Copyright: slipway contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Verified backups of one database for slipway.django.db_backup: take, list, prune, restore.
+"""Verified backups of one database for slipway.django.db_backup: take, prune, restore; and
+list them for slipway.django.db_backup_info.
 
 A backup is two entries in the backup directory, both named after its id
 (``20261123T101500Z-1a2b3c4d``): the dump (``ID.pgdump/``, pg_dump's directory format, or
@@ -10,7 +11,8 @@ dump is verified, so a half-written dump never looks like a backup. The metadata
 size and SHA-256 of every file of the dump; listing compares sizes, restoring compares hashes.
 
 execute() is the whole module behind the argument spec; it plans first and, unless in check
-mode, applies. The module and benchmarks/backup.py both call it.
+mode, applies. The module and benchmarks/backup.py both call it. list_backups() is the whole of
+db_backup_info, and of db_backup's deprecated action=list.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ansible_collections.slipway.django.plugins.module_utils.database import (
 
 ACTIONS = ("backup", "list", "prune", "restore")
 MADE_BY = "slipway.django.db_backup"
+INFO_MODULE = "slipway.django.db_backup_info"
 METADATA_FORMAT = 1
 SUFFIXES = {"postgresql": ".pgdump", "mysql": ".sql.gz"}
 BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
@@ -404,7 +407,7 @@ def find_backup(dest_dir: str, engine: str, db: str, backup_id: str) -> Backup:
     known = ", ".join(backup.id for backup in backups[:5]) or "none"
     raise BackupError(f"Unknown backup id {backup_id!r}: {dest_dir} holds no {engine} backup of"
                       f" {db!r} with that id (newest: {known}). Nothing was changed; use"
-                      f" action=list to see them.")
+                      f" {INFO_MODULE} to list them.")
 
 
 # Engines -------------------------------------------------------------------------------------
@@ -854,19 +857,25 @@ ENGINES = {"postgresql": PostgresEngine, "mysql": MysqlEngine}
 
 # The module ----------------------------------------------------------------------------------
 
-def option_errors(params: dict) -> list:
-    """Problems with the options themselves, found before connecting or touching a file."""
+def target_errors(params: dict) -> list:
+    """Problems with db and dest_dir, the options that say which backups are meant."""
     errors = []
     if not params["db"] or params["db"].startswith("-"):
         errors.append(f"db must be a database name, got {params['db']!r}")
+    if not os.path.isabs(params["dest_dir"]):
+        errors.append(f"dest_dir must be an absolute path, got {params['dest_dir']!r}")
+    return errors
+
+
+def option_errors(params: dict) -> list:
+    """Problems with the options themselves, found before connecting or touching a file."""
+    errors = target_errors(params)
     if params.get("login_db") and params["login_db"] != params["db"]:
         errors.append(f"login_db ({params['login_db']}) differs from db ({params['db']}):"
                       f" db_backup connects to db itself; leave login_db unset")
-    if not os.path.isabs(params["dest_dir"]):
-        errors.append(f"dest_dir must be an absolute path, got {params['dest_dir']!r}")
     if params["action"] == "restore" and not params.get("backup"):
-        errors.append("action=restore needs backup: the id of the backup to restore"
-                      " (see action=list)")
+        errors.append(f"action=restore needs backup: the id of the backup to restore"
+                      f" ({INFO_MODULE} lists them)")
     if params.get("backup") and params["action"] != "restore":
         errors.append(f"backup is only used with action=restore, not action={params['action']}")
     for option in ("retention", "min_free_bytes", "parallel_threshold_bytes"):
@@ -937,14 +946,28 @@ def take_backup(engine: Engine, db_size: int, jobs: int, kind: str, extra: dict)
     return Backup(backup_id, final, metadata_final, info).summary(None)
 
 
-def run_list(params: dict) -> dict:
-    result = empty_result()
-    backups = read_backups(params["dest_dir"], params["engine"], params["db"])
-    result["backups"] = [backup.summary(quick_problem(backup)) for backup in backups]
-    verified = sum(entry["verified"] for entry in result["backups"])
-    result["msg"] = (f"{len(backups)} backups of {params['db']!r} in {params['dest_dir']}"
-                     f" ({verified} verified).")
-    return result
+def access_error(error: OSError, dest_dir: str, doing: str) -> BackupError:
+    """A BackupError for a file that could not be read or written."""
+    return BackupError(f"{error.strerror or error}: {error.filename or dest_dir} ({doing})."
+                       f" Run the module as root (become: true) and check dest_dir.")
+
+
+def list_backups(params: dict) -> dict:
+    """The backups of params' db (and engine) in its dest_dir, newest first, each with the
+    cheap check of quick_problem(): {"backups": [...], "msg": "..."}. Reads files only.
+
+    Raises BackupError for invalid options or an unreadable dest_dir."""
+    errors = target_errors(params)
+    if errors:
+        raise BackupError("Invalid options: " + "; ".join(errors) + ".")
+    try:
+        backups = [backup.summary(quick_problem(backup))
+                   for backup in read_backups(params["dest_dir"], params["engine"], params["db"])]
+    except OSError as error:
+        raise access_error(error, params["dest_dir"], "listing the backups") from None
+    verified = sum(entry["verified"] for entry in backups)
+    return dict(backups=backups, msg=f"{len(backups)} backups of {params['db']!r} in"
+                                     f" {params['dest_dir']} ({verified} verified).")
 
 
 def run_prune(params: dict, check_mode: bool) -> dict:
@@ -1011,7 +1034,7 @@ def run_restore(engine: Engine, check_mode: bool) -> dict:
         if problem:
             raise BackupError(f"Backup {backup.id} failed verification: {problem}. It was not"
                               f" restored and nothing was changed; choose another backup"
-                              f" (action=list).")
+                              f" ({INFO_MODULE} lists them).")
         engine.check_restorable()
         if params["safety_backup"]:
             db_size, jobs = prepare_backup(engine)
@@ -1051,9 +1074,9 @@ def execute(params: dict, check_mode: bool) -> dict:
     errors = option_errors(params)
     if errors:
         raise BackupError("Invalid options: " + "; ".join(errors) + ".")
+    if params["action"] == "list":
+        return {**empty_result(), **list_backups(params)}
     try:
-        if params["action"] == "list":
-            return run_list(params)
         if params["action"] == "prune":
             return run_prune(params, check_mode)
         engine = ENGINES[params["engine"]](params)
@@ -1066,6 +1089,4 @@ def execute(params: dict, check_mode: bool) -> dict:
         finally:
             engine.close()
     except OSError as error:
-        raise BackupError(f"{error.strerror or error}: {error.filename or params['dest_dir']}"
-                          f" (action={params['action']}). Run the module as root"
-                          f" (become: true) and check dest_dir.") from None
+        raise access_error(error, params["dest_dir"], f"action={params['action']}") from None

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: db_backup
-short_description: Take, verify, list, prune and restore backups of a PostgreSQL or MySQL database
+short_description: Take, verify, prune and restore backups of a PostgreSQL or MySQL database
 description:
   - Takes a backup of the database O(db) into O(dest_dir) on the managed host (the database
-    host), verifies it, and keeps the O(retention) newest; lists, prunes and restores them.
+    host), verifies it, and keeps the O(retention) newest; prunes and restores them.
+    M(slipway.django.db_backup_info) lists them.
   - PostgreSQL is dumped with C(pg_dump --format=directory) (compressed, one file per table),
     with O(jobs) parallel jobs when the database is larger than O(parallel_threshold_bytes). The
     module picks the oldest installed C(pg_dump) whose major version is not older than the
@@ -32,10 +33,8 @@ description:
     listed and has its file, and every compressed file is a complete gzip stream. MySQL -
     C(mysqldump) succeeded and the dump ends with its C(-- Dump completed) line. A backup
     that fails verification fails the task and is removed.
-  - O(action=list) returns the backups of O(db) newest first, each C(verified) when its
-    files are all present with their recorded sizes (a cheap check). O(action=restore)
-    verifies the chosen backup fully again (SHA-256 of every file, gzip streams, table of
-    contents or trailer) before changing anything.
+  - O(action=restore) verifies the chosen backup fully again (SHA-256 of every file, gzip
+    streams, table of contents or trailer) before changing anything.
   - O(action=restore) then takes (and verifies) a safety backup of the database as it is,
     unless O(safety_backup=false), and replaces the database's content by the backup's, so
     that objects created after the backup are gone. PostgreSQL - C(DROP OWNED BY
@@ -72,7 +71,9 @@ options:
   action:
     description:
       - V(backup) takes a backup, then prunes to O(retention).
-      - V(list) lists the backups of O(db); it needs no connection to the database.
+      - V(list) lists the backups of O(db), as M(slipway.django.db_backup_info) does. It is
+        deprecated and will be removed in version 0.3.0 - use
+        M(slipway.django.db_backup_info) instead.
       - V(prune) removes the backups of O(db) beyond the O(retention) newest.
       - V(restore) restores the backup O(backup).
     type: str
@@ -116,13 +117,15 @@ options:
     default: 104857600
   metadata:
     description:
-      - Free-form values stored with the backup and returned by O(action=list) (for example
-        the application, the releases and the run id).
+      - Free-form values stored with the backup and returned by
+        M(slipway.django.db_backup_info) (for example the application, the releases and the
+        run id).
     type: dict
     default: {}
   backup:
     description:
-      - The id of the backup to restore (as returned by O(action=backup) or O(action=list)).
+      - The id of the backup to restore (as returned by O(action=backup) or
+        M(slipway.django.db_backup_info)).
       - Required with O(action=restore), not used otherwise.
     type: str
   safety_backup:
@@ -151,6 +154,8 @@ seealso:
   - name: mysqldump
     description: MariaDB's dump tool.
     link: https://mariadb.com/kb/en/mariadb-dump/
+  - module: slipway.django.db_backup_info
+    description: Lists the backups of a database, newest first, with their metadata.
 """
 
 EXAMPLES = r"""
@@ -169,15 +174,6 @@ EXAMPLES = r"""
       to_release: "{{ release_id }}"
   become: true
   register: backup
-
-- name: List the backups, newest first
-  slipway.django.db_backup:
-    engine: postgresql
-    db: shop
-    action: list
-    dest_dir: /var/backups/shop
-  become: true
-  register: backups
 
 - name: Restore the backup taken before the failed release (a safety backup is taken first)
   slipway.django.db_backup:
@@ -279,8 +275,9 @@ backup:
       description: The O(metadata) given when the backup was taken.
       type: dict
 backups:
-  description: With O(action=list), the backups of O(db) in O(dest_dir), newest first, each
-    shaped like RV(backup). Empty for other actions.
+  description: With O(action=list) (deprecated, see M(slipway.django.db_backup_info)), the
+    backups of O(db) in O(dest_dir), newest first, each shaped like RV(backup). Empty for
+    other actions.
   returned: always
   type: list
   elements: dict
@@ -324,9 +321,14 @@ from ansible_collections.slipway.django.plugins.module_utils.database import (
 )
 from ansible_collections.slipway.django.plugins.module_utils.db_backup import (
     ACTIONS,
+    INFO_MODULE,
     BackupError,
     execute,
 )
+
+LIST_DEPRECATION = (f"action=list of slipway.django.db_backup is deprecated: list the backups"
+                    f" with {INFO_MODULE}, which returns the same backups and needs only engine,"
+                    f" db and dest_dir.")
 
 
 def argument_spec() -> dict:
@@ -350,6 +352,8 @@ def argument_spec() -> dict:
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
+    if params["action"] == "list":
+        module.deprecate(LIST_DEPRECATION, version="0.3.0", collection_name="slipway.django")
     if params["action"] in ("backup", "restore"):
         missing = missing_driver(params["engine"])
         if missing:

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: releases
-short_description: List, mark and prune an app's releases on a host
+short_description: Mark and prune an app's releases on a host
 description:
-  - Reads the releases under O(root)C(/releases) - each built by the app role with its record
+  - Works on the releases under O(root)C(/releases) - each built by the app role with its record
     C(.slipway-release.json) - and the outcome of their deploys kept beside it in
     C(.slipway-status.json).
-  - V(list) returns every release with its status, which one is current, and the last good one
-    before it (the default rollback target).
   - V(mark) records a deploy's outcome for a release - V(succeeded), V(failed) (a failed health
     gate or migration) or V(rolled_back) (left by a rollback) - with the data the deploy knows,
     such as the migration state, the backup taken before it, the previous release, the run id.
   - V(prune) removes old releases down to O(keep), failed and unfinished ones first. The current
     release, the last good one before it and those in O(protect) are never removed. Wheelhouses
     under C(shared/wheelhouse) no release refers to any more are removed too.
+  - Every action returns the releases as they are afterwards, with their status, which one is
+    current, and the last good one before it (the default rollback target).
+  - To list the releases, use M(slipway.django.releases_info). V(list), this module's default,
+    is deprecated and will be removed in version 0.3.0.
 version_added: "0.1.0"
 author:
   - slipway developers (@slipway)
@@ -41,7 +43,10 @@ options:
     required: true
   action:
     description:
-      - What to do.
+      - What to do - V(mark) or V(prune).
+      - V(list) only returns the releases. It is deprecated and will be removed in version
+        0.3.0 - use M(slipway.django.releases_info) instead. It is also what the module does
+        when O(action) is omitted, which is deprecated the same way; give O(action) explicitly.
     type: str
     choices: [list, mark, prune]
     default: list
@@ -73,14 +78,12 @@ options:
     type: list
     elements: str
     default: []
+seealso:
+  - module: slipway.django.releases_info
+    description: Lists the releases, their status, the current one and the rollback target.
 """
 
 EXAMPLES = r"""
-- name: Find the release to roll back to
-  slipway.django.releases:
-    root: /srv/shop
-  register: shop_releases
-
 - name: Record that the release passed its health gate
   slipway.django.releases:
     root: /srv/shop
@@ -145,56 +148,19 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.slipway.django.plugins.module_utils.releases import (
+    BUILD_RECORD,
+    STATUS_RECORD,
+    describe,
+    previous_good,
+    read_json,
+    read_releases,
+)
 
-BUILD_RECORD = ".slipway-release.json"
-STATUS_RECORD = ".slipway-status.json"
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = json.load(handle)
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def current_release(root):
-    try:
-        return os.path.basename(os.path.realpath(os.path.join(root, "current"))) \
-            if os.path.islink(os.path.join(root, "current")) else None
-    except OSError:
-        return None
-
-
-def load(root):
-    """Every release directory with its build and status records, newest first."""
-    base = os.path.join(root, "releases")
-    current = current_release(root)
-    releases = []
-    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        path = os.path.join(base, name)
-        if not os.path.isdir(path) or os.path.islink(path):
-            continue
-        build = read_json(os.path.join(path, BUILD_RECORD))
-        status = read_json(os.path.join(path, STATUS_RECORD))
-        entry = {"id": name, "status": status.get("status") or
-                 ("built" if build else "incomplete"), "current": name == current,
-                 "commit": build.get("commit"), "branch": build.get("branch"),
-                 "built_at": build.get("built_at"), "wheelhouse": build.get("wheelhouse")}
-        entry.update((key, value) for key, value in status.items() if key != "status")
-        entry.setdefault("deployed_at", None)
-        releases.append(entry)
-    releases.sort(key=lambda entry: (entry["deployed_at"] or "", entry["built_at"] or "",
-                                     entry["id"]), reverse=True)
-    return releases, current
-
-
-def previous_good(releases):
-    for entry in releases:
-        if not entry["current"] and entry["status"] == "succeeded" and entry["deployed_at"]:
-            return entry["id"]
-    return None
+LIST_DEPRECATION = (
+    "action=list of slipway.django.releases (also what it does when action is omitted) is"
+    " deprecated: list the releases with slipway.django.releases_info, which returns the same"
+    " releases, current and previous_good, and give this module action=mark or action=prune.")
 
 
 def mark(module, params):
@@ -281,15 +247,15 @@ def main():
     if params["release"] is not None and (
             not params["release"] or "/" in params["release"] or params["release"] in (".", "..")):
         module.fail_json(msg=f"Bad release id {params['release']!r}.")
+    if params["action"] == "list":
+        module.deprecate(LIST_DEPRECATION, version="0.3.0", collection_name="slipway.django")
     result = {"changed": False, "removed": []}
     if params["action"] == "mark":
         result.update(mark(module, params))
-    releases, current = load(params["root"])
     if params["action"] == "prune":
+        releases, current = read_releases(params["root"])
         result.update(prune(module, params, releases, current))
-        if not module.check_mode:
-            releases, current = load(params["root"])
-    result.update(releases=releases, current=current, previous_good=previous_good(releases))
+    result.update(describe(params["root"]))
     module.exit_json(**result)
 
 

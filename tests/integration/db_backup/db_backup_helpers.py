@@ -138,12 +138,14 @@ def run_tasks(*tasks: dict, check: bool = False) -> list:
     """Run slipway.django.db_backup once per options dict, in one play through
     ansible-playbook (errors ignored); the tasks' results in order.
 
-    An options dict may carry ``_environment`` for the task's environment."""
+    An options dict may carry ``_environment`` for the task's environment and ``_module`` for
+    another module than db_backup (``db_backup_info``)."""
     play_tasks = []
     for number, options in enumerate(tasks):
         options = dict(options)
         environment = options.pop("_environment", {})
-        play_tasks.append({"name": f"db_backup {number}", "slipway.django.db_backup": options,
+        module = options.pop("_module", "db_backup")
+        play_tasks.append({"name": f"{module} {number}", f"slipway.django.{module}": options,
                            "environment": environment, "check_mode": check,
                            "ignore_errors": True})
     return ansible_task.run_tasks(play_tasks)

@@ -12,8 +12,15 @@ METADATA = {"app": "shop", "from_release": "r1", "to_release": "r2", "run_id": "
 
 
 def list_task(app_db, dest_dir) -> dict:
-    """Options of action=list: it needs no credentials."""
-    return dict(engine=app_db.engine, db=app_db.name, action="list", dest_dir=str(dest_dir))
+    """A db_backup_info task: it needs no credentials."""
+    return dict(engine=app_db.engine, db=app_db.name, dest_dir=str(dest_dir),
+                _module="db_backup_info")
+
+
+def prune_task(app_db, dest_dir, retention: int) -> dict:
+    """A prune: it needs no credentials either."""
+    return dict(engine=app_db.engine, db=app_db.name, dest_dir=str(dest_dir), action="prune",
+                retention=retention)
 
 
 def change_everything(app_db) -> None:
@@ -54,6 +61,24 @@ def test_backup_is_verified_private_and_listed_with_its_metadata(app_db, dest_di
     assert app_db.password not in text
     assert [(entry["id"], entry["verified"], entry["metadata"])
             for entry in listed["backups"]] == [(backup["id"], True, METADATA)]
+
+
+def test_info_lists_what_the_deprecated_action_list_listed_without_credentials(app_db,
+                                                                              dest_dir):
+    first, second = (succeeded(result)["backup"] for result in run_tasks(
+        *[app_db.module_args(dest_dir=str(dest_dir), metadata=METADATA)] * 2))
+    alias_task = {key: value for key, value in list_task(app_db, dest_dir).items()
+                  if key != "_module"}
+    info, alias = (succeeded(result) for result in run_tasks(
+        list_task(app_db, dest_dir), dict(alias_task, action="list")))
+    checked = succeeded(run_tasks(list_task(app_db, dest_dir), check=True)[0])
+
+    assert info["backups"] == alias["backups"] == checked["backups"]
+    assert info["msg"] == alias["msg"] == checked["msg"]
+    assert (info["changed"], checked["changed"]) == (False, False)
+    assert [(entry["id"], entry["verified"], entry["metadata"]) for entry in info["backups"]] == [
+        (second["id"], True, METADATA), (first["id"], True, METADATA)]
+    assert info["backups"][0]["path"] == second["path"]
 
 
 def test_restore_gives_back_exactly_the_dumped_data_and_keeps_a_safety_backup(app_db, dest_dir):
@@ -97,7 +122,7 @@ def test_prune_keeps_the_newest_backups_and_leaves_foreign_files_alone(app_db, d
     assert [entry["id"] for entry in listed["backups"]] == [ids[2], ids[1]]
 
     pruned, listed = (succeeded(result) for result in run_tasks(
-        dict(list_task(app_db, dest_dir), action="prune", retention=1),
+        prune_task(app_db, dest_dir, 1),
         list_task(app_db, dest_dir)))
     assert pruned["pruned"] == [ids[1]] and pruned["changed"] is True
     assert [entry["id"] for entry in listed["backups"]] == [ids[2]]
@@ -153,7 +178,7 @@ def test_check_mode_plans_every_action_and_writes_nothing(app_db, dest_dir, tmp_
 
     backup, prune, restore, fresh, listed = run_tasks(
         app_db.module_args(dest_dir=str(dest_dir), retention=2),
-        dict(list_task(app_db, dest_dir), action="prune", retention=1),
+        prune_task(app_db, dest_dir, 1),
         app_db.module_args(dest_dir=str(dest_dir), action="restore", backup=first["id"]),
         app_db.module_args(dest_dir=str(missing_dir)),
         list_task(app_db, dest_dir),

@@ -1,4 +1,4 @@
-"""slipway.django.releases on a release tree laid out like the app role's."""
+"""slipway.django.releases and releases_info on a release tree laid out like the app role's."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import ansible_task
 
 def run(args: dict, **options) -> dict:
     return ansible_task.run_task("releases", args, **options)
+
+
+def info(root: Path) -> dict:
+    return ansible_task.run_task("releases_info", {"root": str(root)})
 
 
 def build(root: Path, release: str, built_at: str, wheelhouse: str = "w1",
@@ -32,7 +36,7 @@ def switch(root: Path, release: str) -> None:
     link.symlink_to(root / "releases" / release)
 
 
-def test_mark_records_the_outcome_and_list_finds_the_rollback_target(tmp_path):
+def test_mark_records_the_outcome_and_info_finds_the_rollback_target(tmp_path):
     build(tmp_path, "r1", "2026-11-01T00:00:00Z")
     build(tmp_path, "r2", "2026-11-02T00:00:00Z")
     switch(tmp_path, "r1")
@@ -46,7 +50,7 @@ def test_mark_records_the_outcome_and_list_finds_the_rollback_target(tmp_path):
     switch(tmp_path, "r2")
     run({"root": str(tmp_path), "action": "mark", "release": "r2", "status": "succeeded",
          "data": {"previous": "r1"}})
-    listed = run({"root": str(tmp_path)})
+    listed = info(tmp_path)
 
     assert listed["current"] == "r2"
     assert listed["previous_good"] == "r1"
@@ -67,7 +71,7 @@ def test_failed_and_rolled_back_releases_are_not_rollback_targets(tmp_path):
           status={"status": "succeeded", "deployed_at": "2026-11-04T00:00:00Z"})
     switch(tmp_path, "r4")
 
-    assert run({"root": str(tmp_path)})["previous_good"] == "r1"
+    assert info(tmp_path)["previous_good"] == "r1"
 
 
 def test_prune_removes_failed_first_and_never_the_current_or_last_good(tmp_path):
