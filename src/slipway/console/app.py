@@ -28,13 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slipway import history_store
 from slipway.console import security
 from slipway.console.config import Config
 from slipway.console.db import ConsoleDB, User
 from slipway.console.runs import RunManager
 from slipway.console.service import Console, ConsoleError
-from slipway.history import format_duration
+from slipway.history import store as history_store
+from slipway.history.cli import format_duration
 
 SESSION_COOKIE = "slipway_session"
 LOGIN_CSRF_COOKIE = "slipway_login_csrf"
