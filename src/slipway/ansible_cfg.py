@@ -23,7 +23,7 @@ except ImportError:  # the history CLI without ansible-core
 
 __all__ = ["ConfigFileError", "cfg_value", "find_ansible_cfg"]
 
-# The definitions registered with Ansible's ConfigManager to read arbitrary keys through it.
+# The name of the definitions registered with Ansible's ConfigManager to read any key with it.
 _READER = "slipway.ansible_cfg"
 
 
@@ -84,12 +84,13 @@ def cfg_value(cfg: str | os.PathLike[str], section: str, key: str) -> str | None
         raise ConfigFileError(f"cannot read {path}: {exc}") from None
     if ConfigManager is not None:
         manager = _manager(path, mtime)
-        name = f"{section}.{key}"
-        manager.initialize_plugin_configuration_definitions("callback", _READER, {
-            **manager.get_configuration_definitions("callback", _READER),
-            name: {"type": "str", "ini": [{"section": section, "key": key}]}})
+        # One definition per key, under a name of its own: threads reading different keys at
+        # once never replace each other's.
+        reader = f"{_READER}.{section}.{key}"
+        manager.initialize_plugin_configuration_definitions("callback", reader, {
+            "value": {"type": "str", "ini": [{"section": section, "key": key}]}})
         value, origin = manager.get_config_value_and_origin(
-            name, cfile=path, plugin_type="callback", plugin_name=_READER)
+            "value", cfile=path, plugin_type="callback", plugin_name=reader)
         value = value if origin == path else None
     else:
         value = _parser(path, mtime).get(section, key, raw=True, fallback=None)

@@ -44,20 +44,28 @@ def _ansible_collection_paths() -> list[Path]:
     return [Path(entry).expanduser() for entry in constants.COLLECTIONS_PATHS or ()]
 
 
-@functools.cache
-def collection_root() -> Path:
-    """The directory of the slipway.django collection (the first one Ansible would use)."""
-    checkout = Path(__file__).resolve().parents[2]  # src/slipway/collection.py in a checkout
+def find_collection(package_dir: Path, roots: list[Path]) -> Path:
+    """The collection holding ``package_dir`` (src/slipway of a checkout), else the first
+    ``ansible_collections/slipway/django`` under ``roots``."""
+    checkout = package_dir.resolve().parents[1]
     if _is_ours(checkout):
         return checkout
-    roots = [*_ansible_collection_paths(), *(Path(entry) for entry in sys.path if entry)]
     for root in roots:
-        candidate = root / "ansible_collections" / NAMESPACE / NAME
-        if _is_ours(candidate):
-            return candidate.resolve()
-        if root.name == "ansible_collections" and _is_ours(root / NAMESPACE / NAME):
-            return (root / NAMESPACE / NAME).resolve()
+        candidates = [root / "ansible_collections" / NAMESPACE / NAME]
+        if root.name == "ansible_collections":
+            candidates.append(root / NAMESPACE / NAME)
+        for candidate in candidates:
+            if _is_ours(candidate):
+                return candidate.resolve()
     raise CollectionNotFound(
         f"cannot find the {NAMESPACE}.{NAME} collection in Ansible's collection paths "
         f"({', '.join(str(root) for root in roots[:6]) or 'none'}...): install it, or set "
         "ANSIBLE_COLLECTIONS_PATH to the directory that holds ansible_collections/")
+
+
+@functools.cache
+def collection_root() -> Path:
+    """The directory of the slipway.django collection (the first one Ansible would use)."""
+    return find_collection(Path(__file__).parent,
+                           [*_ansible_collection_paths(),
+                            *(Path(entry) for entry in sys.path if entry)])

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from slipway import ansible_cfg
 from slipway.ansible_cfg import ConfigFileError, cfg_value, find_ansible_cfg
 from slipway.history import resolve_store_url
 
@@ -58,7 +60,10 @@ def test_the_order_is_explicit_then_environment_then_ansible_cfg_then_default(
         tmp_path / "data" / "slipway" / "history.sqlite3")
 
 
-def test_ansible_cfg_is_read_as_ansible_reads_it(tmp_path):
+@pytest.mark.parametrize("with_ansible", [True, False], ids=["ansible", "configparser"])
+def test_ansible_cfg_is_read_as_ansible_reads_it(tmp_path, monkeypatch, with_ansible):
+    if not with_ansible:  # the reader of a Python without ansible-core reads it alike
+        monkeypatch.setattr(ansible_cfg, "ConfigManager", None)
     cfg = tmp_path / "ansible.cfg"
     cfg.write_text("[callback_deploy_history]\ndb = /h.sqlite3 ; where the history goes\n"
                    "[defaults]\nremote_tmp = %(HOME)s/tmp\nempty =\n")
@@ -70,7 +75,10 @@ def test_ansible_cfg_is_read_as_ansible_reads_it(tmp_path):
     assert cfg_value(cfg, "missing", "db") is None
 
 
-def test_an_unreadable_ansible_cfg_is_an_error_naming_it(tmp_path):
+@pytest.mark.parametrize("with_ansible", [True, False], ids=["ansible", "configparser"])
+def test_an_unreadable_ansible_cfg_is_an_error_naming_it(tmp_path, monkeypatch, with_ansible):
+    if not with_ansible:
+        monkeypatch.setattr(ansible_cfg, "ConfigManager", None)
     cfg = tmp_path / "ansible.cfg"
     cfg.write_text("no section header\n")
 
