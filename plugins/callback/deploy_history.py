@@ -39,6 +39,10 @@ description:
   - A run stopped by Ctrl-C or SIGTERM is marked C(interrupted); a run whose process was killed
     outright is marked C(interrupted) by the next run on the same controller.
 requirements:
+  - "the C(slipway) Python package (slipway-tools), shipped in this collection: install it into
+    the Python that runs Ansible with C(python3 -m pip install) and the collection's directory
+    (which holds C(pyproject.toml) and C(src/)). Without it the callback warns once and records
+    nothing; the run goes on."
   - psycopg2 for a C(postgresql://) store
   - PyMySQL for a C(mysql://) store
 options:
@@ -46,8 +50,12 @@ options:
     description:
       - Where the history is kept. A path to an SQLite file, or a C(postgresql://user:password@host:port/database)
         or C(mysql://user:password@host:port/database) URL.
+      - A relative SQLite path set in C(ansible.cfg) is relative to the directory of that
+        C(ansible.cfg); one set in the environment, to the current directory.
       - When unset, the SQLite file C(slipway/history.sqlite3) under C($XDG_DATA_HOME)
         (default C(~/.local/share)).
+      - The C(slipway-history) command and the deploy console find the store the same way
+        (C(slipway.history.resolve_store_url)).
     type: str
     env:
       - name: SLIPWAY_HISTORY_DB
@@ -120,29 +128,38 @@ import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from ansible import constants as C  # noqa: E402
 from ansible import context  # noqa: E402
 from ansible.module_utils.ansible_release import __version__ as ansible_version  # noqa: E402
 from ansible.plugins.callback import CallbackBase  # noqa: E402
 from ansible.template import Templar  # noqa: E402
-from ansible_collections.slipway.django.plugins.plugin_utils.history_secrets import (  # noqa: E402
-    VALIDATE_ACTIONS,
-    collection_role_paths,
-    mask_secret_names,
-    no_log_argument_values,
-    no_log_options,
-    no_log_task_values,
-    role_no_log_options,
-    secret_values,
-)
-from ansible_collections.slipway.django.plugins.plugin_utils.history_store import (  # noqa: E402
-    SecretScrubber,
-    utcnow,
-)
-from ansible_collections.slipway.django.plugins.plugin_utils.history_writer import start_writer  # noqa: E402
+
+try:
+    from slipway.history import resolve_store_url
+    from slipway.history.secrets import (
+        VALIDATE_ACTIONS,
+        collection_role_paths,
+        mask_secret_names,
+        no_log_argument_values,
+        no_log_options,
+        no_log_task_values,
+        role_no_log_options,
+        secret_values,
+    )
+    from slipway.history.store import SecretScrubber, utcnow
+    from slipway.history.writer import start_writer
+except ImportError as exc:
+    SLIPWAY_IMPORT_ERROR = exc
+else:
+    SLIPWAY_IMPORT_ERROR = None
+
+# This collection (plugins/callback/ is two levels down): its roles, and what pip installs.
+COLLECTION_DIR = Path(__file__).resolve().parents[2]
 
 # set_stats keys published by the deploy playbooks -> deploy_history columns
 STATS_COLUMNS = {
@@ -213,6 +230,15 @@ class CallbackModule(CallbackBase):
         super().__init__(display=display)
         self._disabled = False
         self._writer = None
+        if SLIPWAY_IMPORT_ERROR is not None:
+            # Ansible calls no hook of a disabled callback: one warning, and the run goes on.
+            self.disabled = self._disabled = True
+            self._display.warning(
+                f"deploy history: this run is not recorded: the slipway Python package, which "
+                f"the callback slipway.django.deploy_history needs, cannot be imported "
+                f"({SLIPWAY_IMPORT_ERROR}). Install it into the Python that runs Ansible: "
+                f"{sys.executable} -m pip install {COLLECTION_DIR}")
+            return
         self._scrubber = SecretScrubber()
         self._secret_names = set()
         self._raw_args = {}
@@ -238,6 +264,8 @@ class CallbackModule(CallbackBase):
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        if SLIPWAY_IMPORT_ERROR is not None:
+            return
         self._run_uuid = self.get_option("run_uuid") or str(uuid.uuid4())
         # Tasks read the run's id from here (the deploy lock names its holder with it); the
         # workers that run them are forked later and inherit it.
@@ -263,7 +291,10 @@ class CallbackModule(CallbackBase):
 
     def _open(self, playbook):
         self._started_at = utcnow()
-        self._writer = start_writer(self.get_option, self._run_uuid, self._scrubber)
+        # The `db` option, resolved as the slipway-history command and the console resolve it:
+        # the environment, then the ansible.cfg this run reads (relative to its directory).
+        url = resolve_store_url(config_file=C.CONFIG_FILE)
+        self._writer = start_writer(url, self.get_option, self._run_uuid, self._scrubber)
         cli = context.CLIARGS
         self._fields = {
             "status": "running",
@@ -384,7 +415,8 @@ class CallbackModule(CallbackBase):
     def _learn_role_specs(self, play):
         """The options that argument specs mark no_log: this collection's roles and the play's
         (``role_cache`` holds every role of the play, imported ones included)."""
-        paths = [*collection_role_paths(), *(getattr(play, "role_cache", None) or ())]
+        paths = [*collection_role_paths(COLLECTION_DIR / "roles"),
+                 *(getattr(play, "role_cache", None) or ())]
         self._learn_secret_names(set().union(*(role_no_log_options(path) for path in paths)))
 
     def _learn_from_task(self, task, data, no_log):

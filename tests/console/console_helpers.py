@@ -22,7 +22,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 sys.path.insert(0, str(ROOT / "src"))
 
-from slipway.history_store import HistoryStore  # noqa: E402
+from slipway.history.store import HistoryStore  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 # The allow-lists of one-off commands (YAML lines of an environment's `commands:`); the

@@ -38,7 +38,8 @@ from typing import Any
 
 import yaml
 
-from slipway import history_store, manage_command
+from slipway import manage_command
+from slipway.collection import CollectionNotFound, collection_root
 
 ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 COMMAND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -47,11 +48,6 @@ DEFAULT_CONFIG = "/etc/slipway/console.yml"
 
 class ConfigError(Exception):
     """The configuration file is missing or wrong; the message says where and how."""
-
-
-def collection_root() -> Path:
-    """The slipway.django collection this console runs from (the history store lives in it)."""
-    return Path(history_store.__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,11 @@ def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
     if not inventory.exists():
         raise ConfigError(f"{where}: the inventory of environment {name} ({inventory}) "
                           "does not exist")
-    playbooks = collection_root() / "playbooks"
+    try:
+        playbooks = collection_root() / "playbooks"
+    except CollectionNotFound as exc:
+        raise ConfigError(f"{where}: environment {name} uses the collection's playbooks: "
+                          f"{exc}") from None
     paths = {}
     for key, default in (("deploy_playbook", "deploy.yml"), ("rollback_playbook", "rollback.yml"),
                          ("unlock_playbook", "unlock.yml"), ("manage_playbook", "manage.yml")):

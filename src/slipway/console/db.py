@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from slipway.history_store import utcnow
+from slipway.history.store import utcnow
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS users (

@@ -9,7 +9,6 @@ in, exactly as for a run started from a terminal.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import json
 import logging
@@ -29,8 +28,9 @@ import ansible_runner
 import yaml
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 
-from slipway import history_store
-from slipway.console.config import Config, Environment, collection_root
+from slipway.ansible_cfg import ConfigFileError, cfg_value, find_ansible_cfg
+from slipway.collection import collection_root
+from slipway.console.config import Config, Environment
 from slipway.console.db import ConsoleDB
 from slipway.console.processes import (
     RunProcesses,
@@ -40,6 +40,8 @@ from slipway.console.processes import (
     process_info,
     stop_run,
 )
+from slipway.history import resolve_store_url
+from slipway.history import store as history_store
 
 LOG = logging.getLogger("slipway.console")
 RUN_UUID_VARIABLE = "SLIPWAY_HISTORY_RUN_UUID"
@@ -47,8 +49,6 @@ CALLBACK = "slipway.django.deploy_history"
 KINDS = ("deploy", "rollback", "unlock", "command")
 # The kinds of runs that take the deploy lock (released when the console stops one).
 LOCKING_KINDS = ("deploy", "rollback", "command")
-# Ansible's own search order for its configuration, after $ANSIBLE_CONFIG.
-_CFG_CANDIDATES = ("ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")
 
 
 class RunError(Exception):
@@ -167,28 +167,20 @@ class RunManager:
         file's directory (the runs' working directory)."""
         if self.config.ansible_config:
             return self.config.ansible_config
-        if os.environ.get("ANSIBLE_CONFIG"):
-            return Path(os.environ["ANSIBLE_CONFIG"]).expanduser().resolve()
-        for candidate in _CFG_CANDIDATES:
-            path = (self.config.directory / Path(candidate).expanduser()).resolve()
-            if path.is_file():
-                return path
-        return None
+        return find_ansible_cfg(cwd=self.config.directory)
 
     def _cfg_value(self, section: str, key: str) -> str | None:
         if self.ansible_cfg is None:
             return None
-        parser = configparser.ConfigParser(interpolation=None)
-        with contextlib.suppress(configparser.Error, OSError):
-            parser.read(self.ansible_cfg)
-            return parser.get(section, key, fallback=None)
-        return None
+        try:
+            return cfg_value(self.ansible_cfg, section, key)
+        except ConfigFileError:
+            return None
 
     def _store_url(self) -> str:
         """The history store the callback writes to, resolved the way it resolves it."""
-        return (self.config.history_db or os.environ.get("SLIPWAY_HISTORY_DB")
-                or (self._cfg_value("callback_deploy_history", "db") or "").strip()
-                or history_store.default_store_url())
+        return resolve_store_url(self.config.history_db, config_file=self.ansible_cfg,
+                                 cwd=self.config.directory)
 
     def store(self) -> history_store.HistoryStore:
         """This thread's connection to the history store."""

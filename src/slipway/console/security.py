@@ -16,7 +16,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from slipway import history_store
+from slipway.history import store as history_store
 
 ROLES = ("admin", "deployer", "viewer")
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

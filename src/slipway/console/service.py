@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from slipway import history_store
 from slipway.console import security
 from slipway.console.config import ENVIRONMENT_NAME, Command, Config, Environment
 from slipway.console.db import ConsoleDB, DuplicateUser, User
 from slipway.console.runs import RunError
+from slipway.history import store as history_store
 
 if TYPE_CHECKING:
     from slipway.console.runs import RunManager

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "src"))
 
-from slipway.history_store import HistoryStore  # noqa: E402
+from slipway.history.store import HistoryStore  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 

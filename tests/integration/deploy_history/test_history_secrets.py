@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from deploy_history_helpers import VENV_BIN, Project, closed_port
 
-from slipway.history_store import HistoryStore, _connect_sqlite
+from slipway.history.store import HistoryStore, _connect_sqlite
 
 URL_PASSWORD = "Url-Pass-4417"
 STORE_URL = f"postgresql://deployer:{URL_PASSWORD}@db.example.com/app"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from deploy_history_helpers import new_run_uuid
 
-from slipway.history_store import (
+from slipway.history.store import (
     _MIGRATIONS,
     SCHEMA_VERSION,
     HistoryStore,

@@ -1,8 +1,7 @@
-# Copyright: slipway developers
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Keep secrets out of the deploy history: find the secret values among a run's variables and
-task arguments, so that the scrubber (in history_store, shared with the console) masks them
-wherever they appear in text bound for the store.
+task arguments, so that the scrubber (slipway.history.store, shared with the console) masks them
+wherever they appear in text bound for the store. Needs PyYAML, and ansible-core to recognise
+the vaulted values of ansible-core 2.19 and later.
 
 A value is secret when it is vaulted (under any name), when it sits under a secret-looking name
 or a name that a role's argument spec marks ``no_log``, when it is the password of a URL, when
@@ -18,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ansible_collections.slipway.django.plugins.plugin_utils.history_store import (
-    MASK,
-    url_passwords,
-)
+
+from slipway.history.store import MASK, url_passwords
 
 try:
     from ansible.parsing.vault import VaultHelper
@@ -33,8 +30,6 @@ NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 VALIDATE_ACTIONS = frozenset({"validate_argument_spec", "ansible.builtin.validate_argument_spec",
                               "ansible.legacy.validate_argument_spec"})
 _VAULT_TYPES = frozenset({"EncryptedString", "AnsibleVaultEncryptedUnicode"})
-# This collection's roles: their no_log options are known before any of them is included.
-COLLECTION_ROLES = Path(__file__).resolve().parents[2] / "roles"
 # Arguments that name places, owners and states: a no_log task renders them from ordinary
 # variables, and masking those everywhere would blank out the log.
 _PLAIN_ARGUMENTS = frozenset({
@@ -170,9 +165,11 @@ def role_no_log_options(role_path: str) -> frozenset[str]:
     return frozenset()
 
 
-def collection_role_paths() -> list[str]:
+def collection_role_paths(roles_dir: str | Path) -> list[str]:
+    """The roles under ``roles_dir`` (the callback gives its collection's ``roles``): their
+    no_log options are known before any of them is included."""
     try:
-        return sorted(str(path) for path in COLLECTION_ROLES.iterdir() if path.is_dir())
+        return sorted(str(path) for path in Path(roles_dir).iterdir() if path.is_dir())
     except OSError:
         return []
 

@@ -1,5 +1,3 @@
-# Copyright: slipway developers
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The deploy history store: one implementation shared by the callback, the CLI and the console.
 
 Plain Python (standard library plus an optional driver), no Ansible imports, so that

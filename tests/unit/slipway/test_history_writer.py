@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from ansible_collections.slipway.django.plugins.plugin_utils.history_store import (
+
+from slipway.history.store import (
     HistoryStore,
     HistoryStoreError,
     parse_age,
     redact_url,
 )
-from ansible_collections.slipway.django.plugins.plugin_utils.history_writer import _merge
+from slipway.history.writer import _merge
 
 
 def test_adjacent_log_lines_and_task_results_are_merged_in_order():

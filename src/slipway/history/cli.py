@@ -7,56 +7,27 @@
     slipway-history prune --older-than AGE
 
 Every command takes --db URL (default: $SLIPWAY_HISTORY_DB, then the `db` option of the
-[callback_deploy_history] section of ansible.cfg, then the SQLite file under the user's data
-directory) and --json.
+[callback_deploy_history] section of the ansible.cfg Ansible would read here (a relative path
+is relative to that file), then the SQLite file under the user's data directory) and --json.
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from slipway import history_store as store_module
+from slipway.ansible_cfg import ConfigFileError
+from slipway.history import resolve_store_url
+from slipway.history import store as store_module
 
 COMMANDS = ("list", "show", "log", "prune")
 HOST_COLUMNS = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
-
-
-def _ansible_cfg() -> Path | None:
-    """The ansible.cfg that ansible-playbook would read, in its search order."""
-    candidates = [os.environ.get("ANSIBLE_CONFIG"), "ansible.cfg", "~/.ansible.cfg",
-                  "/etc/ansible/ansible.cfg"]
-    for candidate in candidates:
-        if candidate and Path(candidate).expanduser().is_file():
-            return Path(candidate).expanduser()
-    return None
-
-
-def store_url(explicit: str | None = None) -> str:
-    """The store the callback would write to, seen from here."""
-    if explicit:
-        return explicit
-    if os.environ.get("SLIPWAY_HISTORY_DB"):
-        return os.environ["SLIPWAY_HISTORY_DB"]
-    cfg_path = _ansible_cfg()
-    if cfg_path is not None:
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(cfg_path)
-        except configparser.Error:
-            return store_module.default_store_url()
-        configured = parser.get("callback_deploy_history", "db", fallback="").strip()
-        if configured:
-            return configured
-    return store_module.default_store_url()
 
 
 def _when(text: str) -> datetime:
@@ -264,9 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"list": _list, "show": _show, "log": _log, "prune": _prune}
     try:
-        with store_module.open_store(store_url(args.db)) as store:
+        with store_module.open_store(resolve_store_url(args.db)) as store:
             return handlers[args.command](store, args)
-    except store_module.HistoryStoreError as exc:
+    except (store_module.HistoryStoreError, ConfigFileError) as exc:
         print(f"slipway-history: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,5 +1,3 @@
-# Copyright: slipway developers
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A background thread that writes one run's records to the deploy history.
 
 The playbook thread only appends operations to a deque; this thread wakes every
@@ -17,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ansible_collections.slipway.django.plugins.plugin_utils.history_store import (
+from slipway.history.store import (
     HistoryStore,
     SecretScrubber,
     Spool,
@@ -162,10 +160,11 @@ class HistoryWriter:
                              "written by the next run")
 
 
-def start_writer(options: Callable[[str], Any], run_uuid: str,
+def start_writer(url: str, options: Callable[[str], Any], run_uuid: str,
                  scrubber: SecretScrubber) -> HistoryWriter:
-    writer = HistoryWriter(options("db"), options("spool_dir") or default_spool_dir(), run_uuid,
-                           scrubber,
+    """The writer of one run to the store at ``url`` (see ``slipway.history.resolve_store_url``),
+    with the callback's other options."""
+    writer = HistoryWriter(url, options("spool_dir") or default_spool_dir(), run_uuid, scrubber,
                            float(options("flush_interval")), int(options("connect_timeout")))
     writer.start()
     return writer
