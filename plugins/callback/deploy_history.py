@@ -38,6 +38,15 @@ description:
     (0600), and made so if they were not.
   - A run stopped by Ctrl-C or SIGTERM is marked C(interrupted); a run whose process was killed
     outright is marked C(interrupted) by the next run on the same controller.
+  - Notifications. When the first host of the first play has C(slipway_notifications) (a list of
+    C({type, url or address, events, ...}), types C(webhook) (JSON signed with HMAC-SHA256 in
+    C(X-Slipway-Signature-256), C(secret) from Vault), C(slack), C(email) (SMTP with STARTTLS,
+    C(smtp_host), C(smtp_user), C(smtp_password)), C(dingtalk) (signed with C(secret)) and
+    C(wecom)), the run sends C(started) (in the background), then C(succeeded), C(rolled_back),
+    C(failed) or C(cancelled), naming the environment, who, the release and commit, the status,
+    the duration and the error. Check mode sends nothing. Each send is bounded (5 seconds, one
+    retry), never fails the run, and its outcome is a line of the run's log; messages go through
+    the same secret masking as the log.
 requirements:
   - "the C(slipway) Python package (slipway-tools), shipped in this collection: install it into
     the Python that runs Ansible with C(python3 -m pip install) and the collection's directory
@@ -129,6 +138,7 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -153,6 +163,7 @@ try:
     )
     from slipway.history.store import SecretScrubber, utcnow
     from slipway.history.writer import start_writer
+    from slipway.notify import Event, NotifyConfigError, deliver, parse_targets, secrets_of
 except ImportError as exc:
     SLIPWAY_IMPORT_ERROR = exc
 else:
@@ -195,6 +206,17 @@ def _never_raises(hook):
             self._disable(exc)
 
     return guarded
+
+
+def _plain(value):
+    """A rendered variable as plain data: vaulted and lazy strings become str."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
 
 
 def _heading(text):
@@ -259,6 +281,8 @@ class CallbackModule(CallbackBase):
         self._published = set()
         self._interrupted_by = None
         self._previous_handlers = {}
+        self._notify_targets = []
+        self._notify_started = None
 
     # Options and lifetime
 
@@ -365,24 +389,78 @@ class CallbackModule(CallbackBase):
             default=str) if extra_vars else None
         if extra_vars.get("deploy_description"):
             self._fields["description"] = str(extra_vars["deploy_description"])
-        environment = self._first_host_environment(play, variables)
+        host_vars = self._first_host_vars(play, variables)
+        environment = host_vars.get("slipway_environment")
         if environment:
             self._fields["environment"] = str(environment)
             self._explicit_environment = True
         self._started = True
         self._submit("start", dict(self._fields))
         self._log(f"PLAYBOOK: {self._fields['playbook']}\n")
+        self._start_notifications(play, host_vars)
 
-    def _first_host_environment(self, play, variables):
+    def _first_host_vars(self, play, variables):
         inventory = getattr(variables, "_inventory", None)
         try:
             hosts = inventory.get_hosts(play.hosts) if inventory is not None else []
         except Exception:
-            return None  # the strategy reports a bad host pattern; nothing to add here
+            return {}  # the strategy reports a bad host pattern; nothing to add here
         if not hosts:
-            return None
-        host_vars = self._scan_host(play, hosts[0], render=True)
-        return host_vars.get("slipway_environment") if host_vars else None
+            return {}
+        return self._scan_host(play, hosts[0], render=True) or {}
+
+    # Notifications (slipway_notifications, slipway.notify): never block or fail the run.
+
+    def _start_notifications(self, play, host_vars):
+        if not host_vars.get("slipway_notifications") or self._fields["check_mode"]:
+            return
+        try:
+            rendered = Templar(loader=play.get_loader(), variables=host_vars).template(
+                host_vars["slipway_notifications"])
+            self._notify_targets = parse_targets(_plain(rendered))
+        except NotifyConfigError as exc:
+            self._display.warning(f"deploy history: no notification is sent: {exc}")
+            return
+        except Exception as exc:
+            self._display.warning(f"deploy history: no notification is sent: "
+                                  f"slipway_notifications cannot be read ({exc})")
+            return
+        self._scrubber.add(secrets_of(self._notify_targets))
+        if any("started" in target.events for target in self._notify_targets):
+            # In the background: the run does not wait for the receivers.
+            self._notify_started = threading.Thread(
+                target=self._notify, args=("started",), daemon=True,
+                name="slipway-notify-started")
+            self._notify_started.start()
+
+    def _notify(self, event, detail=""):
+        fields = self._fields
+        duration = None
+        if event != "started" and self._started_at is not None:
+            duration = int((utcnow() - self._started_at).total_seconds())
+        outcomes = deliver(self._notify_targets, Event(
+            event=event, environment=fields.get("environment") or "",
+            app=fields.get("app") or "", who=fields.get("deployed_by") or "",
+            release=fields.get("release_id") or "", commit=fields.get("commit_hash") or "",
+            branch=fields.get("branch") or "", playbook=fields.get("playbook") or "",
+            duration=duration, run_url=os.environ.get("SLIPWAY_CONSOLE_RUN_URL", ""),
+            detail=detail or ""), scrub=self._scrubber.scrub)
+        for outcome in outcomes:
+            self._log(outcome.line() + "\n")
+        return outcomes
+
+    def _notify_end(self, status, error):
+        if not self._notify_targets:
+            return
+        if self._notify_started is not None:
+            self._notify_started.join(30)
+        if status == "success":
+            event = "rolled_back" if self._fields.get("kind") == "rollback" else "succeeded"
+        else:
+            event = "cancelled" if status == "interrupted" else "failed"
+        for outcome in self._notify(event, error if event == "failed" else ""):
+            if not outcome.delivered:
+                self._display.warning(f"deploy history: {outcome.line()}")
 
     def _scan_host(self, play, host, render=False):
         """Learn the secrets among a host's variables, before any of its results is recorded.
@@ -443,7 +521,7 @@ class CallbackModule(CallbackBase):
         if not self._started:
             self._start_run(play)
         else:
-            self._first_host_environment(play, play.get_variable_manager())
+            self._first_host_vars(play, play.get_variable_manager())
         self._log(_heading(f"PLAY [{self._play_name}]"))
 
     def _on_task_start(self, task, heading):
@@ -584,6 +662,8 @@ class CallbackModule(CallbackBase):
                 + "\n")
         if status == "interrupted":
             self._log(f"\nINTERRUPTED: {error}\n")
+        with contextlib.suppress(Exception):
+            self._notify_end(status, error)
         completed = utcnow()
         self._submit("hosts", self._counts)
         self._submit("finish", {

@@ -1,0 +1,150 @@
+"""Notifications of real ansible-playbook runs (slipway_notifications in the inventory), sent by
+the deploy_history callback to a receiver on 127.0.0.1 that checks the webhook's signature:
+exactly the expected messages for a run that succeeds, fails or is cancelled; none for check
+mode; an unreachable receiver never fails a run; no secret reaches a message."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from deploy_history_helpers import Project, closed_port, new_run_uuid, wait_for_log
+from test_deploy_history_playbooks import FAILING, PUBLISHING, SLOW
+
+SECRET = "whsec-notify-test-0123"
+DB_PASSWORD = "db-pass-never-in-a-message-42"
+
+
+class Receiver:
+    """A webhook receiver: keeps each delivery whose HMAC-SHA256 signature is right."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[dict] = []
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(SECRET.encode(), body,
+                                                hashlib.sha256).hexdigest()
+                if hmac.compare_digest(self.headers.get("X-Slipway-Signature-256", ""),
+                                       expected):
+                    receiver.deliveries.append(json.loads(body))
+                    self.send_response(204)
+                else:
+                    receiver.bad_signatures += 1
+                    self.send_response(401)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/deploy"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [delivery["event"] for delivery in self.deliveries]
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def project_for(tmp_path, url: str, events: list[str]) -> Project:
+    return Project(tmp_path / "project", str(tmp_path / "history.sqlite3"), group_vars={
+        "slipway_environment": "production",
+        "app_db_password": DB_PASSWORD,
+        "notify_secret": SECRET,
+        "slipway_notifications": [{"type": "webhook", "url": url,
+                                   "secret": "{{ notify_secret }}", "events": events}],
+    })
+
+
+def test_a_run_that_succeeds_sends_started_then_succeeded(tmp_path, receiver):
+    project = project_for(tmp_path, receiver.url, ["started", "succeeded", "failed"])
+
+    result = project.run(project.playbook("deploy", PUBLISHING))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert receiver.bad_signatures == 0
+    assert receiver.events() == ["started", "succeeded"]
+    done = receiver.deliveries[1]
+    assert (done["environment"], done["who"], done["playbook"]) == (
+        "production", "alice", "deploy.yml")
+    assert (done["release"], done["commit"], done["branch"], done["app"]) == (
+        "r20260101", "0123456789abcdef0123456789abcdef01234567", "main", "shop")
+    assert isinstance(done["duration_seconds"], int)
+    log = project.only_run()["logs"]
+    assert f"notification succeeded -> webhook {receiver.url}: delivered (HTTP 204)" in log
+    assert SECRET not in log
+
+
+def test_a_run_that_fails_sends_failed_with_its_error_and_no_secret(tmp_path, receiver):
+    project = project_for(tmp_path, receiver.url, ["failed"])
+    failing = FAILING.replace('"the release is broken on {{ inventory_hostname }}"',
+                              '"the database refused {{ app_db_password }} on '
+                              '{{ inventory_hostname }}"')
+
+    result = project.run(project.playbook("deploy", failing))
+
+    assert result.returncode == 2
+    assert receiver.events() == ["failed"]
+    detail = receiver.deliveries[0]["detail"]
+    assert "the database refused" in detail and "on web2" in detail
+    assert DB_PASSWORD not in json.dumps(receiver.deliveries)
+
+
+def test_a_cancelled_run_sends_cancelled(tmp_path, receiver):
+    project = project_for(tmp_path, receiver.url, ["cancelled", "failed", "succeeded"])
+    run_uuid = new_run_uuid()
+    process = project.start(project.playbook("slow", SLOW), run_uuid)
+    wait_for_log(project, run_uuid, "TASK [Wait for the operator]")
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+    assert receiver.events() == ["cancelled"]
+
+
+def test_check_mode_sends_nothing(tmp_path, receiver):
+    project = project_for(tmp_path, receiver.url, ["started", "succeeded"])
+
+    result = project.run(project.playbook("deploy", PUBLISHING), "--check")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert receiver.deliveries == []
+
+
+def test_an_unreachable_receiver_never_fails_the_run(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/hooks/deploy"
+    project = project_for(tmp_path, url, ["succeeded"])
+
+    result = project.run(project.playbook("deploy", PUBLISHING))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NOT delivered after 2 attempts" in " ".join(result.stderr.split())
+    log = project.only_run()["logs"]
+    assert f"notification succeeded -> webhook {url}: NOT delivered after 2 attempts" in log
+
+
+def test_a_bad_configuration_is_a_warning_not_a_failure(tmp_path):
+    project = Project(tmp_path / "project", str(tmp_path / "history.sqlite3"), group_vars={
+        "slipway_notifications": [{"type": "teams", "url": "https://example.invalid/x"}]})
+
+    result = project.run(project.playbook("deploy", PUBLISHING))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no notification is sent: slipway_notifications[0]: type must be one of" \
+        in " ".join(result.stderr.split())
