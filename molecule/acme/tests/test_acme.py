@@ -113,6 +113,12 @@ def get(pebble, scheme: str, path: str) -> dict:
                                           scheme, path))
 
 
+def put_probe(host) -> None:
+    """A file in the challenges' directory, as certbot writes one (and removes it after)."""
+    host.check_output("mkdir -p %s && printf probe-token > %s/slipway-probe", CHALLENGES,
+                      CHALLENGES)
+
+
 def archived(host) -> list[str]:
     """The certificates certbot received for the site, cert1.pem first."""
     return sorted(host.check_output("ls %s", ARCHIVE).split())
@@ -151,6 +157,17 @@ def changed(result: subprocess.CompletedProcess) -> int:
     return int(found.group(1))
 
 
+def changed_tasks(result: subprocess.CompletedProcess) -> set[str]:
+    """The names of the tasks that reported a change on the host."""
+    names, task = set(), None
+    for line in output(result).splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK ["):line.rfind("]")]
+        elif line.startswith(f"changed: [{HOST}]"):
+            names.add(task)
+    return names
+
+
 def state(host) -> dict:
     """What the role changes: the site, nginx's running configuration and certbot's files."""
     return {
@@ -184,7 +201,7 @@ def test_nginx_serves_a_certificate_for_the_name_issued_by_pebble(pebble):
 
 
 def test_http_redirects_to_https_but_answers_the_challenge(host, pebble):
-    host.check_output("printf probe-token > %s/slipway-probe", CHALLENGES)
+    put_probe(host)
     try:
         redirect = get(pebble, "http", "/admin/?a=1")
         assert redirect["status"] == 301
@@ -223,7 +240,7 @@ def test_a_forced_renewal_is_served_without_a_manual_reload(host, pebble):
 
 
 def test_the_challenge_answers_and_the_certificate_renews_in_maintenance_mode(host, pebble):
-    host.check_output("printf probe-token > %s/slipway-probe", CHALLENGES)
+    put_probe(host)
     maintenance("on")
     try:
         closed = get(pebble, "https", "/admin/")
@@ -265,5 +282,8 @@ def test_check_mode_on_the_converged_host_changes_nothing(host):
     before = state(host)
     result = playbook(PROJECT / "molecule" / "acme" / "converge.yml", "--check")
     assert result.returncode == 0, output(result)[-3000:]
-    assert changed(result) == 0, output(result)[-3000:]
+    # The apt module reports a refresh of the package lists (cache_valid_time) as a change in
+    # check mode, as the other roles' first task does; nothing else would change.
+    assert changed_tasks(result) <= {"slipway.django.nginx : Update the apt cache"}, \
+        output(result)[-3000:]
     assert state(host) == before
