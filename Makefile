@@ -14,8 +14,9 @@ COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # Longest first: MOLECULE_JOBS lanes (3 by default) take them in this order as they come free.
 # `update` and `debian13` run on Debian 13 hosts, the others on Debian 12. `update` and
 # `restore` are the two halves of one story (v1 -> v2 -> rollback -> failing v3; v1 -> an
-# irreversible v4 -> restores -> failing v5), split so that they run side by side.
-MOLECULE_SCENARIOS ?= update restore mysql multihost realdjango console debian13
+# irreversible v4 -> restores -> failing v5), split so that they run side by side. `acme` runs
+# the nginx role alone against a local ACME CA (Pebble).
+MOLECULE_SCENARIOS ?= update restore mysql multihost realdjango console debian13 acme
 
 .PHONY: help
 help: ## List the targets
