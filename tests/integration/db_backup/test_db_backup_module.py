@@ -79,6 +79,9 @@ def test_info_lists_what_the_deprecated_action_list_listed_without_credentials(a
     assert [(entry["id"], entry["verified"], entry["metadata"]) for entry in info["backups"]] == [
         (second["id"], True, METADATA), (first["id"], True, METADATA)]
     assert info["backups"][0]["path"] == second["path"]
+    assert [(entry["collection_name"], entry["version"]) for entry in alias["deprecations"]
+            if "slipway.django.db_backup_info" in entry["msg"]] == [("slipway.django", "0.3.0")]
+    assert not info.get("deprecations") and not checked.get("deprecations")
 
 
 def test_restore_gives_back_exactly_the_dumped_data_and_keeps_a_safety_backup(app_db, dest_dir):
