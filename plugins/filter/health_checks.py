@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: health_checks
 short_description: Check the health gate's pages and judge their answers
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - C(health_checks) checks C(app_health_checks) (each C({path, status, text})) and returns it.
   - C(health_check_passes) tells whether an HTTP status and body answer a check as expected.
