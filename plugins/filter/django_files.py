@@ -4,6 +4,9 @@ django_files(info, release_dir, app_root) turns what the project's settings say 
 roles/app/files/django_info.py prints) into the paths the deploy uses, or errors that say what
 is wrong, what was found and what to do. release_commands(entries) turns app_release_commands
 into the argv of manage-release (and the shell script it reads on stdin).
+
+One file holds the two, so each is documented in its own file beside this one
+(django_files.yml, release_commands.yml).
 """
 
 from __future__ import annotations
@@ -13,61 +16,6 @@ import re
 import shlex
 
 from ansible.errors import AnsibleFilterError
-
-DOCUMENTATION = r"""
-name: django_files
-short_description: Check and place a Django project's STATIC_ROOT and MEDIA_ROOT in a release
-version_added: "0.2.0"
-description:
-  - Takes what the project's settings say (the JSON that the app role's C(django_info.py)
-    prints) and returns the paths and URL prefixes the deploy uses, with a list of errors that
-    say what is wrong, what was found and what to do.
-  - STATIC_ROOT must lie inside the release (each release keeps its own static files), not in
-    C(venv) or C(.slipway-static), and not in STATICFILES_DIRS. MEDIA_ROOT is the shared media
-    directory or a directory inside the release (linked to it), never inside STATIC_ROOT.
-    STATIC_URL and MEDIA_URL are URL paths that start and end with C(/), not C(/) itself, or
-    full URLs served elsewhere.
-author:
-  - slipway developers (@slipway)
-options:
-  _input:
-    description:
-      - The project's settings - C(static_root), C(staticfiles_dirs), C(static_url),
-        C(media_root) and C(media_url).
-    type: dict
-    required: true
-  release_dir:
-    description: The release's directory on the host.
-    type: path
-    required: true
-  app_root:
-    description: The app's root on the host (its C(shared/media) is the shared media directory).
-    type: path
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Place the project's static and media files
-  ansible.builtin.set_fact:
-    files: "{{ django_info | slipway.django.django_files(release_dir, '/srv/mes') }}"
-  vars:
-    release_dir: /srv/mes/releases/3f2a9c1b7d0e
-
-- name: Refuse the release on a bad setting
-  ansible.builtin.fail:
-    msg: "{{ files.errors | join(' ') }}"
-  when: files.errors | length > 0
-"""
-
-RETURN = r"""
-_value:
-  description:
-    - C(static_root), C(static_rel) (STATIC_ROOT relative to the release), C(static_url),
-      C(media_root), C(media_link) (MEDIA_ROOT relative to the release when the project keeps
-      it there, to be linked to the shared media directory, else empty), C(media_url) (empty
-      when nginx serves no media) and C(errors) (a list of messages, empty when all is well).
-  type: dict
-"""
 
 # URL prefixes nginx serves: a path of plain characters, starting and ending with a slash.
 _URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,=:@%/-]*$")
