@@ -61,9 +61,12 @@ demo: venv $(DEMO_IMAGE) ## Start the demo host (Debian 13; DEMO_RELEASE=bookwor
 demo-destroy: ## Remove the demo container
 	-podman rm -f -t 5 slipway-demo
 
-# antsibull-changelog lint: the fragments; lint-collection-docs: every plugin's and role's
-# documentation, its markup and references (--plugin-docs); ansible-builder create: the example
-# execution environment's definition (the build context only, no image).
+# antsibull-changelog lint: the fragments. lint-collection-docs: every plugin's and role's
+# documentation (schema, markup, the pages it renders to) and the references of the plugins and
+# guides to this collection, ansible.builtin and the collections galaxy.yml depends on, any
+# other collection refused ('all' would load the ansible package's hundred collections: ten
+# minutes). ansible-builder create: the example execution environment's definition (the build
+# context only, no image).
 .PHONY: lint
 lint: venv ## ansible-lint, yamllint, ruff, pip-audit, ansible-test sanity, changelog, docs, EE definition
 	yamllint -s .
@@ -72,7 +75,8 @@ lint: venv ## ansible-lint, yamllint, ruff, pip-audit, ansible-test sanity, chan
 	pip-audit --no-deps --disable-pip --progress-spinner off -r roles/console/files/requirements.txt
 	bash tests/sanity.sh
 	antsibull-changelog lint
-	antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs all .
+	antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs \
+	  --validate-collection-refs dependent --disallow-unknown-collection-refs .
 	rm -rf .cache/ee
 	ansible-builder create -f examples/execution-environment/execution-environment.yml -c .cache/ee
 	ansible-galaxy collection build --force --output-path .cache/dist
