@@ -62,13 +62,24 @@ demo: venv $(DEMO_IMAGE) ## Start the demo host (Debian 13; DEMO_RELEASE=bookwor
 demo-destroy: ## Remove the demo container
 	-podman rm -f -t 5 slipway-demo
 
+# antsibull-changelog lint: the fragments. lint-collection-docs: every plugin's and role's
+# documentation (schema, markup, the pages it renders to) and the references of the plugins and
+# guides to this collection, ansible.builtin and the collections galaxy.yml depends on, any
+# other collection refused ('all' would load the ansible package's hundred collections: ten
+# minutes). ansible-builder create: the example execution environment's definition (the build
+# context only, no image).
 .PHONY: lint
-lint: venv ## ansible-lint, yamllint, ruff, pip-audit of the console's pins, ansible-test sanity
+lint: venv ## ansible-lint, yamllint, ruff, pip-audit, ansible-test sanity, changelog, docs, EE definition
 	yamllint -s .
 	ansible-lint --offline --profile production
 	ruff check .
 	pip-audit --no-deps --disable-pip --progress-spinner off -r roles/console/files/requirements.txt
 	bash tests/sanity.sh
+	antsibull-changelog lint
+	antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs \
+	  --validate-collection-refs dependent --disallow-unknown-collection-refs .
+	rm -rf .cache/ee
+	ansible-builder create -f examples/execution-environment/execution-environment.yml -c .cache/ee
 	ansible-galaxy collection build --force --output-path .cache/dist
 
 .PHONY: unit
@@ -87,6 +98,21 @@ molecule: venv image image13 ## Molecule scenarios on podman systemd hosts
 console: venv host ## Deploy console: API, runs, cancel, restart and browser (chromium) tests
 	pytest -q tests/console
 
+# The documentation site in .cache/docs/html: antsibull-docs renders every module, plugin and
+# role of this checkout (--use-current: collections_path in ansible.cfg) and the guides of
+# docs/docsite/ into .cache/docs/rst, beside docs/site/index.rst; Sphinx builds it with
+# docs/site/conf.py, warnings as errors (-W). The one exception is in conf.py's nitpick_ignore:
+# labels of docs.ansible.com that the generated pages name (common_return_values...). They need
+# intersphinx, which fetches docs.ansible.com's inventory: the build is offline and uses none.
+DOCS := .cache/docs
+.PHONY: docs
+docs: venv ## The documentation site (antsibull-docs, Sphinx) in .cache/docs/html
+	rm -rf $(DOCS)
+	mkdir -p -m 0755 $(DOCS)/rst
+	cp docs/site/index.rst $(DOCS)/rst/
+	antsibull-docs collection --use-current --fail-on-error --dest-dir $(DOCS)/rst slipway.django
+	sphinx-build -b html -W --keep-going -q -c docs/site -d $(DOCS)/doctrees $(DOCS)/rst $(DOCS)/html
+
 # The molecule lanes spend much of their time waiting on their hosts: lint, the unit, integration
 # and console tests run beside them, and molecule's output follows theirs.
 .PHONY: test
@@ -97,6 +123,8 @@ test: venv host image image13 ## The whole test suite (what CI runs)
 	pytest -q tests/unit || rc=1; \
 	pytest -q tests/integration || rc=1; \
 	pytest -q tests/console || rc=1; \
+	$(MAKE) --no-print-directory docs || rc=1; \
+	pytest -q tests/docs || rc=1; \
 	wait $$molecule || rc=1; \
 	cat .cache/molecule.out; \
 	exit $$rc

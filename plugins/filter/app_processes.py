@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: app_processes
 short_description: Check the app's long-running processes and name their systemd units
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - Takes the app's process entries (the predefined Celery ones, then C(app_processes)), checks
     them and returns them complete (defaults filled in, the unit file to install, and the units

@@ -4,6 +4,9 @@ django_files(info, release_dir, app_root) turns what the project's settings say 
 roles/app/files/django_info.py prints) into the paths the deploy uses, or errors that say what
 is wrong, what was found and what to do. release_commands(entries) turns app_release_commands
 into the argv of manage-release (and the shell script it reads on stdin).
+
+One file holds the two, so each is documented in its own file beside this one
+(django_files.yml, release_commands.yml).
 """
 
 from __future__ import annotations
@@ -13,15 +16,6 @@ import re
 import shlex
 
 from ansible.errors import AnsibleFilterError
-
-DOCUMENTATION = r"""
-name: django_files
-short_description: Check and place a Django project's STATIC_ROOT and MEDIA_ROOT in a release
-description:
-  - Returns static_rel (STATIC_ROOT relative to the release), static_url, media_url,
-    media_link (MEDIA_ROOT relative to the release when the project keeps it there, to be
-    linked to the shared media directory, else empty) and errors (a list of messages).
-"""
 
 # URL prefixes nginx serves: a path of plain characters, starting and ending with a slash.
 _URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,=:@%/-]*$")

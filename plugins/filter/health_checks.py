@@ -1,38 +1,12 @@
 # Copyright: slipway developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The health gate's filters: health_checks, health_check_passes and health_check_failures.
+
+One file holds the three, so each is documented in its own file beside this one
+(health_checks.yml, health_check_passes.yml, health_check_failures.yml).
+"""
 
 from __future__ import annotations
-
-DOCUMENTATION = r"""
-name: health_checks
-short_description: Check the health gate's pages and judge their answers
-version_added: "0.3.0"
-description:
-  - C(health_checks) checks C(app_health_checks) (each C({path, status, text})) and returns it.
-  - C(health_check_passes) tells whether an HTTP status and body answer a check as expected.
-  - C(health_check_failures) lists, for the registered results of a looped C(uri) task, what
-    each failed page answered and what was expected.
-  - A check without C(status) expects any answer below 500; C(status) is a number or a list.
-author:
-  - slipway developers (@slipway)
-options:
-  _input:
-    description: The checks (health_checks), a status (health_check_passes) or a loop's results.
-    type: raw
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Fail on a page that answered 500
-  ansible.builtin.assert:
-    that: (__pages.results | slipway.django.health_check_failures('http://127.0.0.1')) == []
-"""
-
-RETURN = r"""
-_value:
-  description: The checks, whether one passed, or the failures described.
-  type: raw
-"""
 
 from ansible.errors import AnsibleFilterError
 

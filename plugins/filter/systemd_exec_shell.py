@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: systemd_exec_shell
 short_description: An ExecStart value that runs a shell script through /bin/sh
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - Returns C(/bin/sh -c "SCRIPT") quoted for a systemd unit. systemd's specifiers (%) and
     variables ($), quotes and backslashes are escaped, so the shell reads the script exactly as

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: role_fingerprint
 short_description: A digest of what a role of this collection would do on a host
-version_added: "0.4.0"
+version_added: "0.2.0"
 description:
   - Returns, for each role named, a SHA-256 digest of everything that decides what the role does
     on the current host, computed on the controller without contacting the host.

@@ -16,7 +16,7 @@ description:
   - Runs the command through O(manage), the app's wrapper that runs manage.py of the current
     release as the app user with the app's environment (its secrets are read inside that
     process, never put on a command line), and returns its output and return code.
-version_added: "0.1.0"
+version_added: "0.2.0"
 author:
   - slipway developers (@slipway)
 extends_documentation_fragment:

@@ -48,7 +48,7 @@ description:
   - Migrations are applied with Django's own C(migrate) command (signals included), after the
     repairs are recorded.
   - Works with PostgreSQL, MySQL/MariaDB and SQLite.
-version_added: 0.1.0
+version_added: "0.1.0"
 author:
   - slipway developers (@slipway)
 options:
@@ -334,6 +334,7 @@ assumed:
     - migration: api.0007_bump_counters
       operation: "RunPython: Raw Python operation"
       reason: assumed applied, cannot be checked
+  version_added: "0.2.0"
   contains:
     migration:
       description: The migration recorded.

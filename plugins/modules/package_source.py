@@ -57,6 +57,7 @@ options:
     type: str
     choices: [auto, requirements, uv, pyproject]
     default: auto
+    version_added: "0.2.0"
 attributes:
   check_mode:
     description: Can run in check mode and predict its changes without making them.
@@ -140,6 +141,7 @@ dependencies:
     dependencies: []
     build_project: false
     requires_python: ">=3.12"
+  version_added: "0.2.0"
 requirements_digest:
   description: The C(digest) of RV(dependencies), kept for earlier callers.
   returned: always
