@@ -19,7 +19,7 @@ MOLECULE_SCENARIOS ?= update restore mysql multihost realdjango console debian13
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -62,13 +62,18 @@ demo-destroy: ## Remove the demo container
 	-podman rm -f -t 5 slipway-demo
 
 .PHONY: lint
-lint: venv ## ansible-lint, yamllint, ruff, pip-audit of the console's pins, ansible-test sanity
+lint: venv ## ansible-lint, yamllint, ruff, pip-audit of the console's pins, ansible-test sanity, galaxy-check
 	yamllint -s .
 	ansible-lint --offline --profile production
 	ruff check .
 	pip-audit --no-deps --disable-pip --progress-spinner off -r roles/console/files/requirements.txt
 	bash tests/sanity.sh
+	bash tests/galaxy_install.sh
 	ansible-galaxy collection build --force --output-path .cache/dist
+
+.PHONY: galaxy-check
+galaxy-check: venv ## Install the built tarball with only ansible-core and its dependencies; ansible-doc, syntax checks
+	bash tests/galaxy_install.sh
 
 .PHONY: unit
 unit: venv ## Unit tests of the plugins
