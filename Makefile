@@ -75,6 +75,17 @@ lint: venv ## ansible-lint, yamllint, ruff, pip-audit of the console's pins, ans
 galaxy-check: venv ## Install the built tarball with only ansible-core and its dependencies; ansible-doc, syntax checks
 	bash tests/galaxy_install.sh
 
+# Sanity and unit tests on every ansible-core version meta/runtime.yml claims (one venv each),
+# and the migrations module on each Django version. Not part of `make test`: each row costs as
+# much as make lint's sanity run or the migrations part of make integration (see the README).
+.PHONY: core-matrix
+core-matrix: venv ## ansible-test sanity and the unit tests on ansible-core 2.19, 2.20 and 2.21
+	bash tests/testbed/core-matrix.sh
+
+.PHONY: django-matrix
+django-matrix: venv host ## The migrations module's integration tests on Django 4.2, 5.2 and 6.0
+	bash tests/testbed/django-matrix.sh
+
 .PHONY: unit
 unit: venv ## Unit tests of the plugins
 	pytest -q tests/unit
