@@ -20,7 +20,7 @@ MOLECULE_SCENARIOS ?= update restore mysql multihost realdjango console debian13
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -69,7 +69,7 @@ demo-destroy: ## Remove the demo container
 # minutes). ansible-builder create: the example execution environment's definition (the build
 # context only, no image).
 .PHONY: lint
-lint: venv ## ansible-lint, yamllint, ruff, pip-audit, ansible-test sanity, changelog, docs, EE definition
+lint: venv ## ansible-lint, yamllint, ruff, pip-audit, sanity, changelog, docs, EE definition, galaxy-check
 	yamllint -s .
 	ansible-lint --offline --profile production
 	ruff check .
@@ -80,7 +80,23 @@ lint: venv ## ansible-lint, yamllint, ruff, pip-audit, ansible-test sanity, chan
 	  --validate-collection-refs dependent --disallow-unknown-collection-refs .
 	rm -rf .cache/ee
 	ansible-builder create -f examples/execution-environment/execution-environment.yml -c .cache/ee
+	bash tests/galaxy_install.sh
 	ansible-galaxy collection build --force --output-path .cache/dist
+
+.PHONY: galaxy-check
+galaxy-check: venv ## Install the built tarball with only ansible-core and its dependencies; ansible-doc, syntax checks
+	bash tests/galaxy_install.sh
+
+# Sanity and unit tests on every ansible-core version meta/runtime.yml claims (one venv each),
+# and the migrations module on each Django version. Not part of `make test`: each row costs as
+# much as make lint's sanity run or the migrations part of make integration (see the README).
+.PHONY: core-matrix
+core-matrix: venv ## ansible-test sanity and the unit tests on ansible-core 2.19, 2.20 and 2.21
+	bash tests/testbed/core-matrix.sh
+
+.PHONY: django-matrix
+django-matrix: venv host ## The migrations module's integration tests on Django 4.2, 5.2 and 6.0
+	bash tests/testbed/django-matrix.sh
 
 .PHONY: unit
 unit: venv ## Unit tests of the plugins

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # ansible-test sanity on a copy of the collection: ansible-test needs a real
 # .../ansible_collections/slipway/django/ path (it resolves symlinks) and no container engine here.
+# It runs the ansible-test on PATH, for SANITY_PYTHON (3.11, the controller's, unless set: the
+# core matrix sets its own venv's); extra arguments go to ansible-test (--test NAME).
 set -euo pipefail
+sanity_python=${SANITY_PYTHON:-3.11}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/slipway-sanity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -20,4 +23,4 @@ cache="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 mkdir -p "$(dirname "$cache")"
 cp "$root/tests/sanity-get-pip.py" "$cache"
 cd "$dest"
-ansible-test sanity --python 3.11 --venv --color no "$@"
+ansible-test sanity --python "$sanity_python" --venv --color no "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,12 +10,24 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from django_project import App, make_django_venv, write_project  # noqa: E402
+from django_project import App, django_version, make_django_venv, write_project  # noqa: E402
+
+# `make django-matrix` names the app's virtualenv (one per Django version) here.
+APP_VENV = os.environ.get("SLIPWAY_TEST_APP_VENV")
+
+
+def pytest_report_header(config):
+    if APP_VENV:
+        return f"app virtualenv: {APP_VENV} (Django {django_version(Path(APP_VENV))})"
+    return None
 
 
 @pytest.fixture(scope="session")
 def django_venv(tmp_path_factory) -> Path:
-    """One virtualenv with Django for the whole session, distinct from the module's python."""
+    """One virtualenv with Django for the whole session, distinct from the module's python:
+    SLIPWAY_TEST_APP_VENV, else one that sees the controller's Django."""
+    if APP_VENV:
+        return Path(APP_VENV)
     return make_django_venv(tmp_path_factory.mktemp("django-venv") / "venv")
 
 

@@ -139,6 +139,16 @@ def make_django_venv(path: Path) -> Path:
     return path
 
 
+def django_version(venv: Path) -> str:
+    """The Django version a virtualenv's python imports."""
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import django; print(django.get_version())"],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{venv}/bin/python cannot import Django:\n{proc.stderr[-2000:]}")
+    return proc.stdout.strip()
+
+
 @dataclass
 class App:
     """A generated project on one database, with the means to run the module and SQL on it."""

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from django_project import REPO, Migration, create_model
+from django_project import REPO, Migration, create_model, django_version
 
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 
@@ -51,6 +51,19 @@ def test_bad_input_fails_with_a_clear_message_and_changes_nothing(make_app, tmp_
     assert expected in result["msg"]
     assert not result["changed"]
     assert not (app.project.parent / "db.sqlite3").exists() or change == "unreachable_database"
+
+
+@pytest.mark.parametrize("vendor", ["sqlite"], indirect=True)
+def test_the_helper_runs_under_the_apps_django(make_app, django_venv):
+    """The module reports the Django of the app's virtualenv (make django-matrix's choice), not
+    one of its own: the host's python has none."""
+    app = make_app(SHOP)
+
+    result = app.run_module(action="diagnose")
+
+    assert not result.get("failed"), result.get("msg")
+    assert result["django_version"] == django_version(django_venv)
+    assert [step["migration"] for step in result["plan"]] == ["shop.0001_initial"]
 
 
 def hold_lock(app):
