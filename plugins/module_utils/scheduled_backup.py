@@ -33,6 +33,7 @@ import tarfile
 import tempfile
 import time
 
+from ansible_collections.slipway.django.plugins.module_utils.database import missing_driver
 from ansible_collections.slipway.django.plugins.module_utils.db_backup import (
     BACKUP_ID,
     MADE_BY,
@@ -218,6 +219,10 @@ def run(environ: dict) -> int:
     try:
         directory = credentials_dir(environ)
         config = load_config(read_credential(directory, "config") or "")
+        missing = missing_driver(config["engine"])
+        if missing:
+            raise BackupError(f"The Python library {missing[0]} is missing on this host (Debian:"
+                              f" python3-{missing[0].lower()}); nothing was done.")
         result = execute(backup_params(config, read_credential(directory, "db_password")), False)
     except BackupError as error:
         log(f"Backup failed: {error}", error=True)
