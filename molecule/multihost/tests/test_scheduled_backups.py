@@ -67,7 +67,7 @@ def checksums(host, directory: str, info: dict) -> dict:
 
 def start_backup(host):
     """systemctl start of the service (a oneshot: returns once the run is over)."""
-    since = host.check_output("date -u '+%Y-%m-%d %H:%M:%S'")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
     result = host.run(f"systemctl start {UNIT}.service")
     journal = host.run(f"journalctl -u {UNIT}.service --since {shlex.quote(since)} -o cat "
                        "--no-pager").stdout
