@@ -75,7 +75,8 @@ class CopyError(Exception):
 
 def log(message: str, error: bool = False) -> None:
     """One line for the journal (an error gets syslog priority 3 through the <3> prefix)."""
-    print(("<3>" if error else "") + message, flush=True)
+    sys.stdout.write(("<3>" if error else "") + message + "\n")
+    sys.stdout.flush()
 
 
 # The scheduled run ---------------------------------------------------------------------------
@@ -284,7 +285,7 @@ def check_metadata(raw: bytes, backup_id: str) -> dict:
     dump = backup_id + suffix
     for name, entry in files.items():
         if suffix == ".pgdump":
-            parent, _, leaf = name.partition("/")
+            parent, leaf = (name.split("/", 1) + [""])[:2]
             valid = parent == dump and bool(DUMP_ENTRY.match(leaf))
         else:
             valid = name == dump
@@ -440,5 +441,5 @@ def main(argv: list, environ: dict | None = None, stdin=None, stdout=None) -> in
         out.write(json.dumps(answer, sort_keys=True) + "\n")
         out.flush()
         return 0 if answer["ok"] else 1
-    print(USAGE, file=sys.stderr)
+    sys.stderr.write(USAGE + "\n")
     return 2

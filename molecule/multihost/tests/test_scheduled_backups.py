@@ -102,9 +102,9 @@ def test_the_secrets_are_root_s_and_never_in_the_unit(db_host):
 
 
 def test_the_target_host_key_is_pinned_from_the_inventory(db_host, target):
-    pinned = db_host.file(f"{ETC}/known_hosts").content_string.split()
+    pinned = db_host.file(f"{ETC}/known_hosts").content_string
     host_key = target.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.split()
-    assert pinned == [TARGET] + host_key[:2]
+    assert pinned == " ".join([TARGET, *host_key[:2]]) + "\n"
 
 
 def test_the_target_authorizes_the_key_for_the_receiver_only(db_host, target):

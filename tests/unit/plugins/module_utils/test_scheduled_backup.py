@@ -127,8 +127,8 @@ def test_a_backup_is_received_as_sent_with_private_modes(source, target, engine)
 
 
 @pytest.mark.parametrize("which", ["toc.dat", "3001.dat.gz"])
-def test_a_file_changed_in_transit_is_refused_and_nothing_is_kept(source, target, tmp_path,
-                                                                 which):
+def test_a_file_changed_in_transit_is_refused_and_nothing_is_kept(
+        source, target, tmp_path, which):
     backup = make_backup(source, "1")
     members = tampered_members(backup, tmp_path, f"{backup.id}.pgdump/{which}")
     answer = receive(stream_of(members), str(target), 10)
@@ -359,15 +359,15 @@ def test_run_backs_up_then_copies(tmp_path, monkeypatch, source, target, capsys)
 
 
 def test_run_fails_when_the_copy_fails_twice(tmp_path, monkeypatch, source, capsys):
-    code, _ = run_with(tmp_path, monkeypatch, source,
-                       [sys.executable, "-c", "import sys; sys.exit(255)"])
+    code = run_with(tmp_path, monkeypatch, source,
+                    [sys.executable, "-c", "import sys; sys.exit(255)"])[0]
     assert code == 1
     out = capsys.readouterr().out
     assert "attempt 2 of 2" in out and "<3>Backup" in out and "NOT copied" in out
 
 
 def test_run_without_a_copy_only_backs_up(tmp_path, monkeypatch, source, capsys):
-    code, _ = run_with(tmp_path, monkeypatch, source, ["false"], copy=False)
+    code = run_with(tmp_path, monkeypatch, source, ["false"], copy=False)[0]
     assert code == 0 and "Copied" not in capsys.readouterr().out
 
 
