@@ -269,7 +269,7 @@ def recap(output: str) -> dict:
 def psql(db_host, sql: str) -> str:
     """SQL in the app's database as the app's user (the owner of its tables)."""
     statement = shlex.quote(f"SET ROLE {APP}; {sql}")
-    return db_host.check_output(f"runuser -u postgres -- psql -d {APP} -At -c {statement}")
+    return db_host.check_output(f"runuser -u postgres -- psql -d {APP} -qAt -c {statement}")
 
 
 def test_a_scheduled_backup_is_restored_by_its_id(db_host):
