@@ -14,7 +14,7 @@ mkdir -p "$dest"
 # ansible-test limits itself to tracked files.
 tar -C "$root" --exclude=./.venv --exclude=./.cache --exclude='__pycache__' --exclude=./molecule \
   --exclude=./examples --exclude=./benchmarks --exclude=./tests/integration --exclude=./tests/output \
-  --exclude=./src -cf - . | tar -C "$dest" -xf -
+  --exclude="./src/*.egg-info" -cf - . | tar -C "$dest" -xf -
 # ansible-test bootstraps pip in its venvs with a script it downloads from a host that is not
 # reachable here; give it a local stand-in under the name it looks for.
 pip_version=$(python3 -c 'import re,sys; print(re.search(r"pip=.([0-9.]+)", sys.stdin.read()).group(1))' \

@@ -32,8 +32,8 @@ def _is_ours(root: Path) -> bool:
         meta = yaml.safe_load((root / "galaxy.yml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(meta, dict) and (meta.get("namespace"), meta.get("name")) == (NAMESPACE,
-                                                                                     NAME)
+    return (isinstance(meta, dict)
+            and (meta.get("namespace"), meta.get("name")) == (NAMESPACE, NAME))
 
 
 def _ansible_collection_paths() -> list[Path]:

@@ -244,4 +244,4 @@ async def environments(identity: API, config: Settings) -> dict[str, Any]:
          "commands": [{"name": entry.name, "command": entry.command,
                        "dry_run": entry.dry_run} for entry in env.commands],
          "may_deploy": identity.user.can_deploy(env.name)}
-        for _, env in sorted(config.environments.items())]}
+        for env in sorted(config.environments.values(), key=lambda entry: entry.name)]}

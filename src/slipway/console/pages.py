@@ -34,6 +34,7 @@ from slipway.history import store as history_store
 
 router = APIRouter()
 
+
 def render(request: Request, name: str, identity: Identity | None, status_code: int = 200,
            **context: Any) -> HTMLResponse:
     return get_templates(request).TemplateResponse(
@@ -123,7 +124,7 @@ async def run_page_response(request: Request, identity: Identity, run_id: int,
     console, runs, config = get_console(request), get_runs(request), get_config(request)
     run = await call(console.run, run_id)
     hosts = await call(lambda: runs.store().host_summaries(run_id))
-    text, offset, _ = await call(lambda: runs.store().read_log(run_id, 0))
+    text, offset, _status = await call(lambda: runs.store().read_log(run_id, 0))
     active = runs.is_active(run["run_uuid"])
     environment = config.environments.get(run["environment"])
     may_act = environment is not None and identity.user.can_deploy(environment.name)

@@ -484,11 +484,11 @@ class RunManager:
                                 description=f"release the deploy lock held by run {run['id']}",
                                 check_busy=False)
         except RunError as exc:
-            self.store().apply(run["run_uuid"], [("log", f"the deploy lock was NOT released: "
-                                                          f"{exc.message}\n")])
+            message = f"the deploy lock was NOT released: {exc.message}\n"
+            self.store().apply(run["run_uuid"], [("log", message)])
             return {"unlock_run_id": None, "unlock_error": exc.message}
-        self.store().apply(run["run_uuid"], [("log", f"releasing the deploy lock: run "
-                                                      f"{unlock.run_id}\n")])
+        message = f"releasing the deploy lock: run {unlock.run_id}\n"
+        self.store().apply(run["run_uuid"], [("log", message)])
         return {"unlock_run_id": unlock.run_id, "unlock_error": None}
 
     def recover(self, on_interrupted: Callable[[dict[str, Any], str], None]) -> list[int]:

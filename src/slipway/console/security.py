@@ -216,7 +216,7 @@ class LoginThrottle:
                 for key in list(self._failures):
                     if not self._recent(key, now):
                         del self._failures[key]
-            for key, _ in self._keys(name, address):
+            for key, _limit in self._keys(name, address):
                 self._failures.setdefault(key, deque()).append(now)
 
     def succeeded(self, name: str, address: str | None) -> None:

@@ -387,7 +387,7 @@ class Console:
             self.db.audit(user.name, "password", "throttled", remote_addr=remote)
             raise ConsoleError(429, "Too many failed passwords; try again in "
                                     f"{math.ceil(wait)} s.", retry_after=math.ceil(wait))
-        _, password_hash = self.db.password_hash(user.name)
+        _stored_user, password_hash = self.db.password_hash(user.name)
         if not security.verify_password(password_hash, current):
             self.login_throttle.failed(user.name, remote)
             raise self._refuse(user, "password", None, remote,
