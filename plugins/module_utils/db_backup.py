@@ -43,6 +43,10 @@ from ansible_collections.slipway.django.plugins.module_utils.database import (
     driver_error_types,
 )
 
+# Dumps and restores stream one process into another (dump | compress | file, file | restore)
+# and are timed as they run, which AnsibleModule.run_command cannot do: subprocess it is.
+# pylint: disable=ansible-bad-function
+
 ACTIONS = ("backup", "list", "prune", "restore")
 MADE_BY = "slipway.django.db_backup"
 INFO_MODULE = "slipway.django.db_backup_info"

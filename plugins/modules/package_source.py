@@ -171,6 +171,10 @@ from ansible_collections.slipway.django.plugins.module_utils.app_dependencies im
     detect,
 )
 
+# git runs from plain functions without an AnsibleModule (the unit tests and tests/testbed
+# call them directly), hence subprocess rather than run_command.
+# pylint: disable=ansible-bad-function
+
 GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:)|\.git/?$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 CHUNK = 1024 * 1024

@@ -190,6 +190,10 @@ import urllib.error
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
+# The build runs from plain functions without an AnsibleModule (the unit tests call them
+# directly), hence subprocess rather than run_command.
+# pylint: disable=ansible-bad-function
+
 REQUIREMENTS_NAME = "slipway-requirements.txt"
 ADDED_NAME = "slipway-added.txt"
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
