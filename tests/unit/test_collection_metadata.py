@@ -23,6 +23,9 @@ CONTROLLER_MODULES = {"package_source"}
 # ansible-core's own dependencies: every controller has them.
 ANSIBLE_CORE_IMPORTS = {"yaml", "jinja2", "cryptography", "resolvelib", "packaging"}
 # Import names of the distributions requirements.txt lists.
+# The collection's own Python package (pyproject.toml and src/ ship in it): an execution
+# environment installs it from the collection's directory (the example's append_final).
+OWN_PACKAGES = {"slipway"}
 DISTRIBUTION_IMPORTS = {"psycopg2": "psycopg2", "pymysql": "pymysql", "packaging": "packaging"}
 
 
@@ -51,6 +54,9 @@ def _controller_files() -> list[Path]:
     for module in sorted(CONTROLLER_MODULES):
         path = ROOT / "plugins" / "modules" / f"{module}.py"
         files += [path, *_module_utils_of(path)]
+    # The collection's package as the callback uses it (the console has its own requirements).
+    package = ROOT / "src" / "slipway"
+    files += [*sorted(package.glob("*.py")), *sorted((package / "history").glob("*.py"))]
     return files
 
 
@@ -86,7 +92,7 @@ def test_requirements_txt_covers_every_import_on_the_controller_and_nothing_else
                      and name not in ("ansible", "ansible_collections")}
     requirements = _requirements()
     listed = {DISTRIBUTION_IMPORTS[name] for name in requirements}
-    missing = imported - ANSIBLE_CORE_IMPORTS - listed
+    missing = imported - ANSIBLE_CORE_IMPORTS - OWN_PACKAGES - listed
     assert not missing, f"imported on the controller, not in requirements.txt: {missing}"
     unused = {name for name in requirements if DISTRIBUTION_IMPORTS[name] not in imported}
     assert not unused, f"in requirements.txt, imported by no controller-side plugin: {unused}"
@@ -116,6 +122,9 @@ def test_the_example_execution_environment_installs_this_version_and_its_depende
                    yaml.safe_load((example / "requirements.yml").read_text())["collections"]}
     assert collections.pop(f"{GALAXY['namespace']}.{GALAXY['name']}") == GALAXY["version"]
     assert collections == GALAXY["dependencies"]
+    # The callback's package, from the collection's own directory.
+    steps = " ".join(definition["additional_build_steps"]["append_final"])
+    assert "pip install" in steps and "/ansible_collections/slipway/django" in steps
     # The image runs the ansible-core and ansible-runner the tests run.
     pins = (ROOT / "requirements-dev.txt").read_text().splitlines()
     for name in ("ansible_core", "ansible_runner"):
