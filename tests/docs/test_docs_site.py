@@ -132,7 +132,9 @@ def test_a_role_page_shows_its_entry_points_and_their_options(site, page):
     expect(page).to_have_title(re.compile(r"^slipway\.django\.app role – "))
     main = page.locator("div[role=main]")
     for entry_point, spec in specs["argument_specs"].items():
-        section = main.locator(f"section[id^='entry-point-{entry_point}-']")
+        # The section's id is docutils' (underscores become hyphens), the options' antsibull's.
+        section_id = "entry-point-" + entry_point.replace("_", "-") + "-"
+        section = main.locator(f"section[id^='{section_id}']")
         expect(section.locator("h2")).to_contain_text(
             typographic(f"Entry point {entry_point} – {spec['short_description']}"))
         expect(section).to_contain_text(typographic(spec["description"][0][:60]))
