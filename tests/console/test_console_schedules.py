@@ -193,3 +193,8 @@ def test_the_page_lists_the_schedules_with_their_next_run_and_last_outcome(site)
         in text
     assert "not run yet" in text  # the new year's
     assert "skipped" in text
+
+
+def test_the_schedules_api_needs_a_token(site):
+    with site.api() as client:
+        assert client.get("/api/v1/schedules").status_code == 401
