@@ -53,8 +53,14 @@ def free_port() -> int:
 class Site:
     """One console with its configuration, stores, users and playbook output directory."""
 
-    def __init__(self, root: Path, grace: float = 10.0) -> None:
+    def __init__(self, root: Path, grace: float = 10.0,
+                 more: dict[str, tuple[str, ...]] | None = None,
+                 top: tuple[str, ...] = (), environ: dict[str, str] | None = None) -> None:
+        """``more``: more YAML lines of an environment; ``top``: more top-level lines of
+        the configuration; ``environ``: more environment variables of the console."""
         self.root = root
+        self.environ = dict(environ or {})
+        more = dict(more or {})
         self.output = root / "out"
         self.output.mkdir(parents=True)
         self.store_url = str(root / "history.sqlite3")
@@ -86,7 +92,8 @@ class Site:
             lines += [f"    {key}: {value}" for key, value in settings.items()]
             lines += [f"    {line}".replace("MARKER", str(self.marker))
                       for line in COMMANDS.get(name, ())]
-        self.config.write_text("\n".join(lines) + "\n")
+            lines += [f"    {line}" for line in more.get(name, ())]
+        self.config.write_text("\n".join([*lines, *top]) + "\n")
 
     def _inventory(self, name: str, host_vars: dict) -> None:
         directory = self.root / "inventories" / name
@@ -106,7 +113,11 @@ class Site:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+        # This checkout's code, whatever checkout the virtualenv's editable install points to.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
         env.pop("SLIPWAY_CONSOLE_CONFIG", None)
+        env.update(self.environ)
         return env
 
     def start(self) -> None:

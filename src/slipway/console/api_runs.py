@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from slipway.console import webhooks
 from slipway.console.deps import (
     API,
     MAX_ID,
@@ -20,6 +22,7 @@ from slipway.console.deps import (
     Page,
     RunId,
     Runs,
+    Schedules,
     Service,
     Settings,
     call,
@@ -102,6 +105,34 @@ async def command(body: CommandRequest, identity: API, request: Request,
     result = await call(console.command, identity.user, body.environment, body.command,
                         body.dry_run, body.description, remote(request))
     return JSONResponse(result, status_code=202 if result["id"] is None else 201)
+
+
+@router.post("/deploy/webhook/{environment}", status_code=201, tags=["deploy"],
+             responses={200: {"description": "ignored: not a push, a duplicate, another branch"},
+                        202: {"description": "held until an admin approves"},
+                        401: {"description": "no signature, or not the secret's"},
+                        404: {"description": "no webhook for this environment"},
+                        409: {"description": "the environment has a run going"}})
+async def webhook(environment: Annotated[str, PathParameter(max_length=100)],
+                  request: Request, console: Service) -> JSONResponse:
+    """A push from GitHub, GitLab, Gitea or Forgejo: deploy the pushed commit as
+    `webhook:ENVIRONMENT`. Authenticated by the environment's webhook secret (a signature of the
+    body, or GitLab's token), not by an API token."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > webhooks.MAX_BODY_BYTES:
+            raise ConsoleError(413, f"a webhook body is at most {webhooks.MAX_BODY_BYTES} bytes")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    status, result = await call(console.webhook, environment, headers, bytes(body),
+                                remote(request))
+    return JSONResponse(result, status_code=status)
+
+
+@router.get("/schedules", tags=["deploy"])
+async def schedules(identity: API, scheduler: Schedules) -> dict[str, Any]:
+    """The scheduled deploys: when each is next due (UTC) and how the last one went."""
+    return {"schedules": jsonable(await call(scheduler.listing))}
 
 
 # Following runs

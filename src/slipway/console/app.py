@@ -25,6 +25,7 @@ from slipway.console.config import Config
 from slipway.console.db import ConsoleDB
 from slipway.console.deps import CSRF_HEADER, LoginRequired
 from slipway.console.runs import RunManager
+from slipway.console.scheduler import Scheduler
 from slipway.console.service import Console, ConsoleError
 from slipway.console.shapes import elapsed
 from slipway.history import store as history_store
@@ -41,19 +42,23 @@ def create_app(config: Config) -> FastAPI:
     db.create()
     runs = RunManager(config, db)
     console = Console(config, db, runs)
+    scheduler = Scheduler(console, config.schedules, config.schedule_tick)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         interrupted = await anyio.to_thread.run_sync(runs.recover,
                                                      console.release_after_interrupt)
         app.state.interrupted_at_start = interrupted
+        scheduler.start()
         yield
+        await anyio.to_thread.run_sync(scheduler.stop)
         await anyio.to_thread.run_sync(runs.stop_all, "the console stopped")
 
     app = FastAPI(title="slipway deploy console", version="1", description=DESCRIPTION,
                   docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.config, app.state.db, app.state.runs = config, db, runs
     app.state.console = console
+    app.state.scheduler = scheduler
     app.state.templates = make_templates()
     for error, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(error, handler)

@@ -26,12 +26,19 @@
           - name: backfill_po                      # what the console shows and the API names
             command: backfill_po --days 7 --limit 10   # a fixed command line, never edited
             dry_run: true                          # offer a "Dry run" (default: false)
+        webhook:                                   # POST /api/v1/deploy/webhook/staging
+          secret_file: secrets/staging-webhook     # the shared secret; 0600 (or 0400)
+          branches: [main, "release/*"]            # fnmatch patterns (default: default_branch)
+    schedules:                                     # deploys on a timer, run as schedule:ENV
+      - {environment: staging, branch: main, cron: "30 4 * * 1-5", description: nightly}
+    schedule_tick: 1                               # how often the scheduler looks (seconds)
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,8 @@ import yaml
 
 from slipway import manage_command
 from slipway.collection import CollectionNotFound, collection_root
+from slipway.console import cron
+from slipway.console.security import InputError, check_branch, check_description
 
 ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 COMMAND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -60,6 +69,29 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """Deploys on a push: the file of the secret shared with the forge, and the branches."""
+
+    secret_file: Path
+    branches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A deploy of a branch when a cron expression (UTC) comes due."""
+
+    environment: str
+    branch: str
+    cron: cron.Cron
+    description: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What the console remembers the schedule's last outcome by."""
+        return f"{self.environment} {self.branch} {self.cron.expression}"
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     inventory: Path
@@ -70,6 +102,7 @@ class Environment:
     default_branch: str = "main"
     requires_approval: bool = False
     commands: tuple[Command, ...] = ()
+    webhook: Webhook | None = None
 
     def command(self, name: str) -> Command | None:
         return next((entry for entry in self.commands if entry.name == name), None)
@@ -92,6 +125,8 @@ class Config:
     login_account_max_failures: int = 20
     login_window_seconds: float = 900.0
     max_body_bytes: int = 1048576
+    schedules: tuple[Schedule, ...] = ()
+    schedule_tick: float = 1.0
 
     @property
     def directory(self) -> Path:
@@ -105,10 +140,12 @@ class Config:
 _TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "cancel_grace_seconds",
              "log_flush_interval", "log_poll_interval", "session_hours", "cookie_secure",
              "runner_dir", "login_max_failures", "login_account_max_failures",
-             "login_window_seconds", "max_body_bytes"}
+             "login_window_seconds", "max_body_bytes", "schedules", "schedule_tick"}
 _ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
-             "manage_playbook", "default_branch", "requires_approval", "commands"}
+             "manage_playbook", "default_branch", "requires_approval", "commands", "webhook"}
 _COMMAND_KEYS = {"name", "command", "dry_run"}
+_WEBHOOK_KEYS = {"secret_file", "branches"}
+_SCHEDULE_KEYS = {"environment", "branch", "cron", "description"}
 
 
 def default_config_path() -> Path:
@@ -168,9 +205,89 @@ def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
     if not isinstance(approval, bool):
         raise ConfigError(f"{where}: requires_approval of environment {name} must be true or "
                           f"false, not {approval!r}")
+    webhook = (_webhook(name, data["webhook"], branch, base, where)
+               if data.get("webhook") is not None else None)
     return Environment(name=name, inventory=inventory, default_branch=branch,
-                       requires_approval=approval,
+                       requires_approval=approval, webhook=webhook,
                        commands=_commands(name, data.get("commands", []), where), **paths)
+
+
+def read_secret(path: Path) -> str:
+    """The secret in the file (surrounding whitespace dropped); the file must be a regular
+    file no one but its owner may read or write, and not empty."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the secret file {path}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ConfigError(f"the secret file {path} is not a regular file")
+        if status.st_mode & 0o077:
+            raise ConfigError(f"the secret file {path} is readable or writable by others "
+                              f"(mode {stat.S_IMODE(status.st_mode):04o}); make it 0600")
+        secret = handle.read(65537).decode("utf-8", "replace").strip()
+    if not secret or len(secret) > 65536:
+        raise ConfigError(f"the secret file {path} is empty or longer than 64 KiB")
+    return secret
+
+
+def _webhook(environment: str, data: Any, default_branch: str, base: Path,
+             where: Path) -> Webhook:
+    at = f"{where}: webhook of environment {environment}"
+    if not isinstance(data, dict) or "secret_file" not in data:
+        raise ConfigError(f"{at} must be a mapping with a secret_file (and branches)")
+    unknown = sorted(set(data) - _WEBHOOK_KEYS)
+    if unknown:
+        raise ConfigError(f"{at} has unknown keys {unknown}; known keys: "
+                          f"{sorted(_WEBHOOK_KEYS)}")
+    secret_file = _path(base, data["secret_file"], f"environments.{environment}.webhook."
+                        "secret_file", where)
+    read_secret(secret_file)
+    branches = data.get("branches", [default_branch])
+    if (not isinstance(branches, list) or not branches
+            or not all(isinstance(entry, str) and entry for entry in branches)):
+        raise ConfigError(f"{at}: branches must be a list of branch names or fnmatch patterns")
+    return Webhook(secret_file=secret_file, branches=tuple(branches))
+
+
+def _schedules(data: Any, environments: dict[str, Environment], where: Path
+               ) -> tuple[Schedule, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: schedules must be a list of {{environment, branch, cron, "
+                          "description}} mappings")
+    schedules: list[Schedule] = []
+    for number, entry in enumerate(data, 1):
+        at = f"{where}: schedules entry {number}"
+        if not isinstance(entry, dict) or not {"environment", "cron"} <= set(entry):
+            raise ConfigError(f"{at} must be a mapping with an environment and a cron")
+        unknown = sorted(set(entry) - _SCHEDULE_KEYS)
+        if unknown:
+            raise ConfigError(f"{at} has unknown keys {unknown}; known keys: "
+                              f"{sorted(_SCHEDULE_KEYS)}")
+        environment = environments.get(str(entry["environment"]))
+        if environment is None:
+            raise ConfigError(f"{at}: unknown environment {entry['environment']!r}")
+        branch = entry.get("branch") or environment.default_branch
+        description = entry.get("description")
+        if not isinstance(branch, str) or (description is not None
+                                           and not isinstance(description, str)):
+            raise ConfigError(f"{at}: branch and description must be strings")
+        try:
+            # Checked as a console user's branch would be: it reaches the playbook as data.
+            branch = check_branch(branch)
+            description = check_description(description)
+            expression = cron.parse(entry["cron"])
+        except (InputError, cron.CronError) as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+        schedule = Schedule(environment=environment.name, branch=branch, cron=expression,
+                            description=description)
+        if any(other.key == schedule.key for other in schedules):
+            raise ConfigError(f"{at} is given twice")
+        schedules.append(schedule)
+    return tuple(schedules)
 
 
 def _commands(environment: str, data: Any, where: Path) -> tuple[Command, ...]:
@@ -259,4 +376,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         login_account_max_failures=int(_number(data, "login_account_max_failures", 20, where)),
         login_window_seconds=_number(data, "login_window_seconds", 900.0, where, 1.0),
         max_body_bytes=int(_number(data, "max_body_bytes", 1048576, where, 1024)),
+        schedules=_schedules(data.get("schedules"), environments, where),
+        schedule_tick=_number(data, "schedule_tick", 1.0, where, 0.05),
     )

@@ -77,6 +77,22 @@ SCHEMA = (
         started_at TEXT NOT NULL,
         finished_at TEXT
     )""",
+    # Webhook deliveries seen: a key per delivery id and one per body, so a replay is ignored.
+    """CREATE TABLE IF NOT EXISTS webhook_deliveries (
+        key TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        delivery_id TEXT,
+        received_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS schedule_state (
+        key TEXT PRIMARY KEY,
+        last_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        run_id INTEGER,
+        approval_id INTEGER,
+        reason TEXT
+    )""",
 )
 
 
@@ -106,6 +122,20 @@ def _iso(value: datetime) -> str:
 
 def _datetime(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+# The console's own actors: a webhook's and a schedule's runs are requested by
+# ``webhook:ENV`` and ``schedule:ENV``; no account can take such a name (':' is not allowed).
+SYSTEM_ACTORS = ("webhook", "schedule")
+
+
+def system_user(actor: str, environment: str) -> User:
+    """The named system user a webhook or a schedule runs as: it may deploy its environment
+    and nothing else, and it is never an admin (so any admin may approve what it asks)."""
+    if actor not in SYSTEM_ACTORS:
+        raise ValueError(actor)
+    return User(id=0, name=f"{actor}:{environment}", role="deployer",
+                environments=(environment,))
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -345,6 +375,10 @@ class ConsoleDB:
             row = connection.execute("SELECT * FROM users WHERE name = ?",
                                      (request["requested_by"],)).fetchone()
             requester = _user(row) if row else None
+            if request["requested_by"] in (f"{actor}:{request['environment']}"
+                                           for actor in SYSTEM_ACTORS):
+                requester = system_user(request["requested_by"].partition(":")[0],
+                                        request["environment"])
             state = ("approved" if requester and requester.can_deploy(request["environment"])
                      else "cancelled")
             connection.execute("UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? "
@@ -401,6 +435,44 @@ class ConsoleDB:
                 entry["detail"] = json.loads(entry["detail"]) if entry["detail"] else {}
                 result.append(entry)
             return result
+
+    # Webhook deliveries and schedules
+
+    def add_delivery(self, keys: list[str], environment: str, provider: str,
+                     delivery_id: str | None) -> bool:
+        """Remember a delivery under each of its keys, in one transaction; False (and nothing
+        written) if any of them was seen already."""
+        try:
+            with self._transaction() as connection:
+                connection.executemany(
+                    "INSERT INTO webhook_deliveries (key, environment, provider, delivery_id, "
+                    "received_at) VALUES (?, ?, ?, ?, ?)",
+                    [(key, environment, provider, delivery_id, _iso(utcnow())) for key in keys])
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def forget_deliveries(self, keys: list[str]) -> None:
+        """A delivery that started nothing (its environment was busy) may be sent again."""
+        with self._transaction() as connection:
+            connection.executemany("DELETE FROM webhook_deliveries WHERE key = ?",
+                                   [(key,) for key in keys])
+
+    def set_schedule_outcome(self, key: str, at: datetime, outcome: str,
+                             run_id: int | None = None, approval_id: int | None = None,
+                             reason: str | None = None) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT INTO schedule_state (key, last_at, outcome, run_id, approval_id, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "last_at = excluded.last_at, outcome = excluded.outcome, "
+                "run_id = excluded.run_id, approval_id = excluded.approval_id, "
+                "reason = excluded.reason", (key, _iso(at), outcome, run_id, approval_id, reason))
+
+    def schedule_outcomes(self) -> dict[str, dict[str, Any]]:
+        with self._connect() as connection:
+            return {row["key"]: {**dict(row), "last_at": _datetime(row["last_at"])}
+                    for row in connection.execute("SELECT * FROM schedule_state")}
 
     # Runs started by a console
 

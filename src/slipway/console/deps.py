@@ -19,6 +19,7 @@ from slipway.console import security
 from slipway.console.config import Config
 from slipway.console.db import ConsoleDB, User
 from slipway.console.runs import RunManager
+from slipway.console.scheduler import Scheduler
 from slipway.console.service import Console, ConsoleError
 
 SESSION_COOKIE = "slipway_session"
@@ -57,6 +58,10 @@ def get_console(request: Request) -> Console:
     return request.app.state.console
 
 
+def get_scheduler(request: Request) -> Scheduler:
+    return request.app.state.scheduler
+
+
 def get_templates(request: Request) -> Jinja2Templates:
     return request.app.state.templates
 
@@ -65,6 +70,7 @@ Settings = Annotated[Config, Depends(get_config)]
 Database = Annotated[ConsoleDB, Depends(get_db)]
 Runs = Annotated[RunManager, Depends(get_runs)]
 Service = Annotated[Console, Depends(get_console)]
+Schedules = Annotated[Scheduler, Depends(get_scheduler)]
 
 
 # Who is asking

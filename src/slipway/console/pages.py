@@ -18,6 +18,7 @@ from slipway.console.deps import (
     Identity,
     Page,
     RunId,
+    Schedules,
     Service,
     Settings,
     TokenId,
@@ -240,6 +241,13 @@ async def decide_form(request: Request, approval_id: ApprovalId, decision: str,
                       approvals=await call(db.approvals, None), error=exc.message)
     target = f"/runs/{result['id']}" if result.get("id") else "/approvals"
     return RedirectResponse(target, status_code=303)
+
+
+@router.get("/schedules", include_in_schema=False)
+async def schedules_page(request: Request, identity: PAGE,
+                         scheduler: Schedules) -> HTMLResponse:
+    return render(request, "schedules.html", identity,
+                  schedules=await call(scheduler.listing))
 
 
 @router.get("/audit", include_in_schema=False)

@@ -259,7 +259,8 @@ class RunManager:
               skip_migrations: bool = False, description: str | None = None,
               release: str | None = None, restore_db: bool = False,
               unlock_run_uuid: str | None = None, command: str | None = None,
-              dry_run: bool = False, check_busy: bool = True) -> Job:
+              dry_run: bool = False, check_busy: bool = True,
+              commit: str | None = None) -> Job:
         """Write the run's row and start ansible-playbook; RunError 409 if the environment has a
         run going (the history is asked, so runs of other consoles and terminals count)."""
         if kind not in KINDS:
@@ -274,7 +275,9 @@ class RunManager:
         extra_vars: dict[str, Any] = {}
         skip_tags = []
         if kind == "deploy":
-            extra_vars["app_version"] = branch or environment.default_branch
+            # A commit (a webhook's pushed SHA, checked 40-hex) is deployed rather than the
+            # branch's head at the time; either way only data, in app_version.
+            extra_vars["app_version"] = commit or branch or environment.default_branch
             skip_tags = [tag for tag, skip in (("build", skip_build),
                                                ("migrate", skip_migrations)) if skip]
         elif kind == "rollback":
@@ -296,7 +299,9 @@ class RunManager:
             "status": "running",
             "deployed_by": user,
             "description": description,
-            "branch": extra_vars.get("app_version"),
+            "branch": (branch or environment.default_branch) if commit
+                      else extra_vars.get("app_version"),
+            "commit_hash": commit if kind == "deploy" else None,
             "release_id": release if kind == "rollback" else None,
             "playbook": playbook.name,
             "kind": kind,

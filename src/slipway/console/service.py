@@ -3,12 +3,23 @@ written to the audit table, refusals included."""
 
 from __future__ import annotations
 
+import fnmatch
 import math
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from slipway.console import security
-from slipway.console.config import ENVIRONMENT_NAME, Command, Config, Environment
-from slipway.console.db import ConsoleDB, DuplicateUser, User
+from slipway.console import security, webhooks
+from slipway.console.config import (
+    ENVIRONMENT_NAME,
+    Command,
+    Config,
+    ConfigError,
+    Environment,
+    Schedule,
+    read_secret,
+)
+from slipway.console.db import ConsoleDB, DuplicateUser, User, system_user
 from slipway.console.runs import RunError
 from slipway.history import store as history_store
 
@@ -208,7 +219,8 @@ class Console:
         try:
             if kind == "deploy":
                 job = self.runs.start(environment, "deploy", deployed_by,
-                                      branch=params["branch"], skip_build=params["skip_build"],
+                                      branch=params["branch"], commit=params.get("commit"),
+                                      skip_build=params["skip_build"],
                                       skip_migrations=params["skip_migrations"],
                                       description=description)
             elif kind == "command":
@@ -231,6 +243,100 @@ class Console:
                       run_uuid=job.run_uuid, **params, **audit_detail)
         return {"id": job.run_id, "run_uuid": job.run_uuid, "status": "running",
                 "environment": environment.name, "kind": kind}
+
+    def webhook(self, environment_name: str, headers: Mapping[str, str], body: bytes,
+                remote: str | None) -> tuple[int, dict[str, Any]]:
+        """A forge's push: deploy its commit as ``webhook:ENV`` (held for approval where the
+        environment needs it). Returns the HTTP status and the answer; every outcome but an
+        unknown environment is audited."""
+        environment = self.config.environments.get(environment_name)
+        if environment is None or environment.webhook is None:
+            raise ConsoleError(404, f"no webhook for environment {environment_name[:100]!r}")
+        actor = system_user("webhook", environment.name)
+        try:
+            secret = read_secret(environment.webhook.secret_file)
+        except ConfigError as exc:
+            self.db.audit(actor.name, "webhook", "refused", environment.name,
+                          remote_addr=remote, reason=str(exc))
+            raise ConsoleError(503, "the webhook's secret cannot be read; see the console's "
+                               "audit table") from None
+        try:
+            delivery = webhooks.authenticate(headers, body, secret)
+        except webhooks.WebhookError as exc:
+            self.db.audit(actor.name, "webhook", "refused", environment.name,
+                          remote_addr=remote, reason=exc.message)
+            raise ConsoleError(exc.status, exc.message) from None
+        seen = {"provider": delivery.provider, "delivery": delivery.delivery_id}
+
+        def ignore(reason: str, status: str = "ignored") -> tuple[int, dict[str, Any]]:
+            self.db.audit(actor.name, "webhook", status, environment.name, remote_addr=remote,
+                          reason=reason, **seen)
+            return 200, {"status": status, "reason": reason, "environment": environment.name}
+
+        if not delivery.is_push:
+            return ignore(f"a {delivery.event or 'nameless'} event, not a push")
+        try:
+            pushed = webhooks.push(body)
+        except webhooks.WebhookError as exc:
+            self.db.audit(actor.name, "webhook", "refused", environment.name,
+                          remote_addr=remote, reason=exc.message, **seen)
+            raise ConsoleError(exc.status, exc.message) from None
+        keys = webhooks.delivery_keys(environment.name, delivery, body)
+        if not self.db.add_delivery(keys, environment.name, delivery.provider,
+                                    delivery.delivery_id):
+            return ignore("this delivery was received already", "duplicate")
+        seen.update(ref=pushed.ref, commit=pushed.commit)
+        if pushed.branch is None:
+            return ignore(f"{pushed.ref} is not a branch")
+        if pushed.commit == webhooks.NO_COMMIT:
+            return ignore(f"branch {pushed.branch} was deleted")
+        if not any(fnmatch.fnmatchcase(pushed.branch, pattern)
+                   for pattern in environment.webhook.branches):
+            return ignore(f"branch {pushed.branch} is not one of "
+                          + ", ".join(environment.webhook.branches))
+        try:
+            branch = security.check_branch(pushed.branch)
+        except security.InputError as exc:
+            self.db.audit(actor.name, "webhook", "refused", environment.name,
+                          remote_addr=remote, reason=str(exc), **seen)
+            raise ConsoleError(422, str(exc)) from None
+        description = f"{delivery.provider} push to {branch}"
+        if delivery.delivery_id:
+            description += f" (delivery {delivery.delivery_id})"
+        params = {"branch": branch, "commit": pushed.commit, "skip_build": False,
+                  "skip_migrations": False, "description": description}
+        try:
+            result = self._start_or_hold(actor, environment, "deploy", params, remote)
+        except ConsoleError:
+            self.db.forget_deliveries(keys)
+            raise
+        return (202 if result["id"] is None else 201), result
+
+    def scheduled(self, schedule: Schedule, now: datetime) -> dict[str, Any]:
+        """Start (or hold for approval) a schedule's deploy as ``schedule:ENV``; skipped, and
+        audited with the reason, when the environment has a run going. Records the outcome."""
+        environment = self.config.environments[schedule.environment]
+        actor = system_user("schedule", environment.name)
+        detail = {"cron": schedule.cron.expression, "branch": schedule.branch}
+        running = self.runs.running_run(environment.name)
+        if running is not None:
+            reason = f"environment {environment.name} has a run going: run {running['id']}"
+            self.db.audit(actor.name, "schedule", "skipped", environment.name, reason=reason,
+                          running_id=running["id"], **detail)
+            self.db.set_schedule_outcome(schedule.key, now, "skipped", reason=reason)
+            return {"status": "skipped", "reason": reason}
+        params = {"branch": schedule.branch, "skip_build": False, "skip_migrations": False,
+                  "description": schedule.description or f"scheduled: {schedule.cron.expression}"}
+        try:
+            result = self._start_or_hold(actor, environment, "deploy", params, None)
+        except ConsoleError as exc:
+            # Refused and audited on the way (a run started between the check and the start).
+            self.db.set_schedule_outcome(schedule.key, now, "skipped", reason=exc.message)
+            return {"status": "skipped", "reason": exc.message}
+        outcome = "started" if result["id"] is not None else "pending approval"
+        self.db.set_schedule_outcome(schedule.key, now, outcome, run_id=result["id"],
+                                     approval_id=result.get("approval_id"))
+        return result
 
     def cancel(self, user: User, run_id: int, remote: str | None) -> dict[str, Any]:
         run = self.run(run_id)
