@@ -71,6 +71,7 @@ class Site:
             "production": ({}, {"requires_approval": "true"}),
             "slow": ({"console_test_sleep": 300}, {}),
             "paced": ({"console_test_lines": 5, "console_test_line_pause": 1}, {}),
+            "phased": ({"console_test_phase_pause": 1}, {}),
             "stubborn": ({"console_test_sleep": 300, "console_test_ignore_term": True}, {}),
             "broken": ({}, {"deploy_playbook": str(root / "broken.yml")}),
         }
@@ -106,6 +107,10 @@ class Site:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+        # The console (and the runs it starts) import this checkout's slipway, whatever the
+        # venv's editable install points at.
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if part)
         env.pop("SLIPWAY_CONSOLE_CONFIG", None)
         return env
 

@@ -29,6 +29,7 @@ from slipway.console.runs import RunManager
 from slipway.console.service import ConsoleError
 from slipway.console.shapes import jsonable, run_json, sse
 from slipway.history import store as history_store
+from slipway.phases import progress as phase_progress
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -205,6 +206,17 @@ async def history_run(run_id: RunId, identity: API, console: Service,
             "command_output": run.get("command_output"),
             "tasks": jsonable(tasks), "extra_vars": run.get("extra_vars"),
             "inventory": run.get("inventory"), "ansible_version": run.get("ansible_version")}
+
+
+@router.get("/runs/{run_id}/progress", tags=["deploy"])
+async def progress(run_id: RunId, identity: API, console: Service,
+                   runs: Runs) -> dict[str, Any]:
+    """The deploy's phases (lock, build, checks, backup, migrate, switch, health, cleanup),
+    each pending, running, done or failed per host, from the run's task records."""
+    run = await call(console.run, run_id)
+    tasks = await call(lambda: runs.store().task_results(run_id))
+    return {"id": run_id, "active": runs.is_active(run["run_uuid"]),
+            **phase_progress(tasks, run["status"])}
 
 
 @router.post("/deploy/cancel/{run_id}", tags=["deploy"])

@@ -31,6 +31,7 @@ from slipway.console.deps import (
 )
 from slipway.console.service import ConsoleError
 from slipway.history import store as history_store
+from slipway.phases import progress as phase_progress
 
 router = APIRouter()
 
@@ -126,6 +127,7 @@ async def run_page_response(request: Request, identity: Identity, run_id: int,
     hosts = await call(lambda: runs.store().host_summaries(run_id))
     text, offset, _status = await call(lambda: runs.store().read_log(run_id, 0))
     active = runs.is_active(run["run_uuid"])
+    tasks = await call(lambda: runs.store().task_results(run_id))
     environment = config.environments.get(run["environment"])
     may_act = environment is not None and identity.user.can_deploy(environment.name)
     return render(request, "run.html", identity, status_code=status_code, run=run,
@@ -134,6 +136,8 @@ async def run_page_response(request: Request, identity: Identity, run_id: int,
                   may_cancel=may_act and run["status"] == "running",
                   may_rollback=may_act and run["status"] == "success"
                   and bool(run.get("release_id")),
+                  progress=(phase_progress(tasks, run["status"])
+                            if run.get("kind") in (None, "deploy", "rollback") else None),
                   error=error)
 
 
