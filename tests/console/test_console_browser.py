@@ -105,3 +105,27 @@ def test_the_progress_bar_advances_live(site, browser):
     # The page was loaded before the end: the last phase was seen before it was done.
     assert len(seen["cleanup"]) > 1, seen
     page.close()
+
+
+def test_the_environment_page_draws_its_deploy_charts(site, browser):
+    with site.api("alice") as client:
+        started = client.post("/api/v1/deploy/trigger", json={"environment": "staging"})
+    site.wait_for(started.json()["id"])
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    expect = sync_api.expect
+    page.goto(site.url + "/login?next=/environments/staging")
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(site.url + "/environments/staging")
+    for chart in ("frequency", "duration", "failure-rate", "time-to-restore"):
+        svg = page.locator(f"svg#chart-{chart}")
+        expect(svg).to_be_visible()
+        expect(svg.locator("rect.bar")).to_have_count(12)
+        box = svg.bounding_box()
+        assert box["width"] > 200 and box["height"] > 30
+    # This week's bar of deploys is drawn with a height.
+    assert page.locator("svg#chart-frequency rect.bar").last.bounding_box()["height"] > 10
+    expect(page.locator("#history form.rollback-to button").first).to_have_text(
+        "Roll back to this")
+    page.close()

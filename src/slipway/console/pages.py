@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from slipway.console import security
+from slipway.console import charts, security
 from slipway.console.deps import (
     LOGIN_CSRF_COOKIE,
     PAGE,
@@ -175,6 +175,37 @@ async def rollback_form(request: Request, run_id: RunId, identity: PAGE, console
         return await run_page_response(request, identity, run_id, exc.message, exc.status)
     target = f"/runs/{result['id']}" if result["id"] else "/approvals"
     return RedirectResponse(target, status_code=303)
+
+
+async def environment_page_response(request: Request, identity: Identity, name: str,
+                                    page: int = 1, period: str = "week",
+                                    status_code: int = 200, **context: Any) -> HTMLResponse:
+    console, runs = get_console(request), get_runs(request)
+    try:
+        environment = await call(console.environment, name)
+        if period not in charts.PERIODS:
+            raise ConsoleError(422, "period is one of " + ", ".join(charts.PERIODS))
+        result = await call(console.history, environment.name, None, page, 25)
+    except ConsoleError as exc:
+        return render(request, "error.html", identity, status_code=exc.status,
+                      error=exc.message)
+    now = history_store.utcnow()
+    recent = await call(lambda: runs.store().list_runs(
+        environment=environment.name, since=charts.since(period, now), limit=10_000))
+    return render(request, "environment.html", identity, status_code=status_code,
+                  environment=environment, period=period, periods=list(charts.PERIODS),
+                  charts=charts.deploy_charts(recent, period, now),
+                  may_deploy=identity.user.can_deploy(environment.name),
+                  may_read_logs=identity.user.can_read_logs(environment.name),
+                  **{**result, **context})
+
+
+@router.get("/environments/{name}", include_in_schema=False)
+async def environment_page(request: Request, name: str, identity: PAGE, page: Page = 1,
+                           period: str = "week") -> HTMLResponse:
+    """An environment: its deploy charts, its history (with "Roll back to this" on each
+    successful run, for those who may deploy it) and its app's logs."""
+    return await environment_page_response(request, identity, name, page, period)
 
 
 @router.get("/deploy", include_in_schema=False)
