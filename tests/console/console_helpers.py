@@ -83,7 +83,8 @@ class Site:
                       f"    deploy_playbook: {PLAYBOOKS / 'deploy.yml'}",
                       f"    rollback_playbook: {PLAYBOOKS / 'rollback.yml'}",
                       f"    unlock_playbook: {PLAYBOOKS / 'unlock.yml'}",
-                      f"    manage_playbook: {PLAYBOOKS / 'manage.yml'}"]
+                      f"    manage_playbook: {PLAYBOOKS / 'manage.yml'}",
+                      f"    logs_playbook: {PLAYBOOKS / 'logs.yml'}"]
             lines += [f"    {key}: {value}" for key, value in settings.items()]
             lines += [f"    {line}".replace("MARKER", str(self.marker))
                       for line in COMMANDS.get(name, ())]

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from slipway.console import applogs
 from slipway.console.deps import (
     API,
     MAX_ID,
@@ -246,6 +248,24 @@ async def approve(approval_id: ApprovalId, identity: API, request: Request,
 async def reject(approval_id: ApprovalId, identity: API, request: Request,
                  console: Service) -> dict[str, Any]:
     return await call(console.reject, identity.user, approval_id, remote(request))
+
+
+@router.get("/environments/{name}/logs", tags=["deploy"],
+            responses={403: {"description": "may not see this environment"},
+                       409: {"description": "its logs are being read already"}})
+async def app_logs(name: Annotated[str, PathParameter(max_length=100)], identity: API,
+                   request: Request, console: Service,
+                   unit: Annotated[str, Query(max_length=20, description="one of "
+                                              + ", ".join(applogs.UNITS))] = "web",
+                   lines: Annotated[int, Query(ge=1, le=applogs.MAX_LINES)] = (
+                       applogs.DEFAULT_LINES),
+                   since: Annotated[str, Query(max_length=10, description="one of "
+                                               + ", ".join(applogs.SINCE))] = (
+                       applogs.DEFAULT_SINCE)) -> dict[str, Any]:
+    """The last lines of the app's units (web, workers, beat, processes) per host, read-only:
+    journalctl with fixed arguments, run by the environment's logs playbook."""
+    return await call(console.app_log, identity.user, name, unit, lines, since,
+                      remote(request))
 
 
 @router.get("/environments", tags=["deploy"])

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from slipway.console import charts, security
+from slipway.console import applogs, charts, security
 from slipway.console.deps import (
     LOGIN_CSRF_COOKIE,
     PAGE,
@@ -197,7 +197,10 @@ async def environment_page_response(request: Request, identity: Identity, name: 
                   charts=charts.deploy_charts(recent, period, now),
                   may_deploy=identity.user.can_deploy(environment.name),
                   may_read_logs=identity.user.can_read_logs(environment.name),
-                  **{**result, **context})
+                  log_units=applogs.UNITS, log_since=list(applogs.SINCE),
+                  max_log_lines=applogs.MAX_LINES,
+                  **{"logs_form": {"unit": "web", "lines": str(applogs.DEFAULT_LINES),
+                                   "since": applogs.DEFAULT_SINCE}, **result, **context})
 
 
 @router.get("/environments/{name}", include_in_schema=False)
@@ -206,6 +209,23 @@ async def environment_page(request: Request, name: str, identity: PAGE, page: Pa
     """An environment: its deploy charts, its history (with "Roll back to this" on each
     successful run, for those who may deploy it) and its app's logs."""
     return await environment_page_response(request, identity, name, page, period)
+
+
+@router.get("/environments/{name}/logs", include_in_schema=False)
+async def environment_logs_page(request: Request, name: str, identity: PAGE, console: Service,
+                                unit: str = "web", lines: str = "", since: str = "") -> Any:
+    """The environment's page with the app's logs read just now (or why not)."""
+    form = {"unit": unit, "lines": lines or str(applogs.DEFAULT_LINES),
+            "since": since or applogs.DEFAULT_SINCE}
+    try:
+        count = int(form["lines"]) if form["lines"].isdigit() and len(form["lines"]) < 6 else 0
+        result = await call(console.app_log, identity.user, name, unit, count, form["since"],
+                            remote(request))
+    except ConsoleError as exc:
+        return await environment_page_response(request, identity, name, status_code=exc.status,
+                                               error=exc.message, logs_form=form)
+    return await environment_page_response(request, identity, name, logs=result,
+                                           logs_form=form)
 
 
 @router.get("/deploy", include_in_schema=False)
