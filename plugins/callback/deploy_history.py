@@ -219,6 +219,26 @@ def _plain(value):
     return str(value)
 
 
+def _task_origin(task):
+    """The role (its short name: ``app`` for ``slipway.django.app``) and the tasks file a task
+    comes from, for the console's progress bar; None for a task outside any role."""
+    role = getattr(task, "_role", None)
+    name = None
+    if role is not None:
+        try:
+            name = role.get_name(include_role_fqcn=False)
+        except TypeError:
+            name = role.get_name()
+        name = str(name).rsplit(".", 1)[-1] or None
+    path = None
+    try:
+        path = task.get_path()
+    except Exception:
+        path = None
+    task_file = os.path.basename(str(path).rsplit(":", 1)[0]) if path else None
+    return {"role": name, "task_file": task_file or None}
+
+
 def _heading(text):
     return f"\n{text} {'*' * max(3, RULE_WIDTH - len(text))}\n"
 
@@ -551,7 +571,7 @@ class CallbackModule(CallbackBase):
             "host": host, "play": self._play_name, "task": task.get_name().strip(),
             "action": task.action, "status": status, "changed": int(changed),
             "started_at": started, "duration_ms": int((now - started) * 1000),
-            "message": message,
+            "message": message, **_task_origin(task),
         })
         self._log(self._result_line(host, status, changed, message))
         if status in ("failed", "unreachable") and self._first_error is None:

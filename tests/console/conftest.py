@@ -16,7 +16,8 @@ def make_site(root: Path, grace: float = 10.0) -> Site:
     site.add_user("root", "admin")
     site.start()
     site.add_user_by_api("second", "admin")
-    site.add_user_by_api("alice", "deployer", "staging", "slow", "stubborn", "broken", "paced")
+    site.add_user_by_api("alice", "deployer", "staging", "slow", "stubborn", "broken", "paced",
+                         "phased")
     site.add_user_by_api("victor", "viewer")
     return site
 

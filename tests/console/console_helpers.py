@@ -77,6 +77,7 @@ class Site:
             "production": ({}, {"requires_approval": "true"}),
             "slow": ({"console_test_sleep": 300}, {}),
             "paced": ({"console_test_lines": 5, "console_test_line_pause": 1}, {}),
+            "phased": ({"console_test_phase_pause": 1}, {}),
             "stubborn": ({"console_test_sleep": 300, "console_test_ignore_term": True}, {}),
             "broken": ({}, {"deploy_playbook": str(root / "broken.yml")}),
         }
@@ -88,7 +89,8 @@ class Site:
                       f"    deploy_playbook: {PLAYBOOKS / 'deploy.yml'}",
                       f"    rollback_playbook: {PLAYBOOKS / 'rollback.yml'}",
                       f"    unlock_playbook: {PLAYBOOKS / 'unlock.yml'}",
-                      f"    manage_playbook: {PLAYBOOKS / 'manage.yml'}"]
+                      f"    manage_playbook: {PLAYBOOKS / 'manage.yml'}",
+                      f"    logs_playbook: {PLAYBOOKS / 'logs.yml'}"]
             lines += [f"    {key}: {value}" for key, value in settings.items()]
             lines += [f"    {line}".replace("MARKER", str(self.marker))
                       for line in COMMANDS.get(name, ())]

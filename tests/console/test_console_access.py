@@ -45,7 +45,7 @@ def test_deployer_outside_its_environments_gets_403_and_nothing_starts(site):
         rollback = client.post("/api/v1/deploy/rollback", json={"environment": "production"})
     assert trigger.status_code == 403
     assert trigger.json()["detail"] == ("alice may not deploy in environment production "
-                                        "(allowed: broken, paced, slow, staging, stubborn)")
+                                        "(allowed: broken, paced, phased, slow, staging, stubborn)")
     assert rollback.status_code == 403
     assert len(site.runs()) == before
 

@@ -65,3 +65,67 @@ def test_deploy_from_the_browser_and_watch_it_live(site, browser, tmp_path):
     expect(row).to_contain_text("feature/browser")
     expect(row).to_contain_text("deployed from the browser test")
     page.close()
+
+
+def test_the_progress_bar_advances_live(site, browser):
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    expect = sync_api.expect
+    page.goto(site.url + "/login")
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(site.url + "/runs")
+    with site.api("alice") as client:
+        started = client.post("/api/v1/deploy/trigger", json={"environment": "phased"})
+    assert started.status_code == 201, started.text
+    run_id = started.json()["id"]
+    page.goto(f"{site.url}/runs/{run_id}")
+    # Every state each phase shows, in order, as the page's polling changes them.
+    page.evaluate("""() => {
+      window.sameDocument = true;
+      window.seen = {};
+      const note = (item) => {
+        const states = window.seen[item.dataset.phase] ||= [];
+        if (states[states.length - 1] !== item.dataset.state) states.push(item.dataset.state);
+      };
+      document.querySelectorAll("#progress li").forEach(note);
+      new MutationObserver((changes) => changes.forEach((change) => note(change.target)))
+        .observe(document.getElementById("progress"),
+                 {subtree: true, attributes: true, attributeFilter: ["data-state"]});
+    }""")
+    expect(page.locator("#run-status")).to_have_text("success", timeout=90_000)
+    for phase in ("lock", "build", "checks", "backup", "migrate", "switch", "health", "cleanup"):
+        expect(page.locator(f"#progress li[data-phase={phase}]")).to_have_attribute(
+            "data-state", "done", timeout=30_000)
+    assert page.evaluate("window.sameDocument") is True
+    seen = page.evaluate("window.seen")
+    rank = {"pending": 0, "running": 1, "done": 2}
+    for states in seen.values():
+        assert [rank[state] for state in states] == sorted(rank[state] for state in states), seen
+    # The page was loaded before the end: the last phase was seen before it was done.
+    assert len(seen["cleanup"]) > 1, seen
+    page.close()
+
+
+def test_the_environment_page_draws_its_deploy_charts(site, browser):
+    with site.api("alice") as client:
+        started = client.post("/api/v1/deploy/trigger", json={"environment": "staging"})
+    site.wait_for(started.json()["id"])
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    expect = sync_api.expect
+    page.goto(site.url + "/login?next=/environments/staging")
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(site.url + "/environments/staging")
+    for chart in ("frequency", "duration", "failure-rate", "time-to-restore"):
+        svg = page.locator(f"svg#chart-{chart}")
+        expect(svg).to_be_visible()
+        expect(svg.locator("rect.bar")).to_have_count(12)
+        box = svg.bounding_box()
+        assert box["width"] > 200 and box["height"] > 30
+    # This week's bar of deploys is drawn with a height.
+    assert page.locator("svg#chart-frequency rect.bar").last.bounding_box()["height"] > 10
+    expect(page.locator("#history form.rollback-to button").first).to_have_text(
+        "Roll back to this")
+    page.close()

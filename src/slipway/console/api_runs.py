@@ -11,7 +11,7 @@ from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from slipway.console import webhooks
+from slipway.console import applogs, webhooks
 from slipway.console.deps import (
     API,
     MAX_ID,
@@ -32,6 +32,7 @@ from slipway.console.runs import RunManager
 from slipway.console.service import ConsoleError
 from slipway.console.shapes import jsonable, run_json, sse
 from slipway.history import store as history_store
+from slipway.phases import progress as phase_progress
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -238,6 +239,17 @@ async def history_run(run_id: RunId, identity: API, console: Service,
             "inventory": run.get("inventory"), "ansible_version": run.get("ansible_version")}
 
 
+@router.get("/runs/{run_id}/progress", tags=["deploy"])
+async def progress(run_id: RunId, identity: API, console: Service,
+                   runs: Runs) -> dict[str, Any]:
+    """The deploy's phases (lock, build, checks, backup, migrate, switch, health, cleanup),
+    each pending, running, done or failed per host, from the run's task records."""
+    run = await call(console.run, run_id)
+    tasks = await call(lambda: runs.store().task_results(run_id))
+    return {"id": run_id, "active": runs.is_active(run["run_uuid"]),
+            **phase_progress(tasks, run["status"])}
+
+
 @router.post("/deploy/cancel/{run_id}", tags=["deploy"])
 async def cancel(run_id: RunId, identity: API, request: Request,
                  console: Service) -> dict[str, Any]:
@@ -265,6 +277,24 @@ async def approve(approval_id: ApprovalId, identity: API, request: Request,
 async def reject(approval_id: ApprovalId, identity: API, request: Request,
                  console: Service) -> dict[str, Any]:
     return await call(console.reject, identity.user, approval_id, remote(request))
+
+
+@router.get("/environments/{name}/logs", tags=["deploy"],
+            responses={403: {"description": "may not see this environment"},
+                       409: {"description": "its logs are being read already"}})
+async def app_logs(name: Annotated[str, PathParameter(max_length=100)], identity: API,
+                   request: Request, console: Service,
+                   unit: Annotated[str, Query(max_length=20, description="one of "
+                                              + ", ".join(applogs.UNITS))] = "web",
+                   lines: Annotated[int, Query(ge=1, le=applogs.MAX_LINES)] = (
+                       applogs.DEFAULT_LINES),
+                   since: Annotated[str, Query(max_length=10, description="one of "
+                                               + ", ".join(applogs.SINCE))] = (
+                       applogs.DEFAULT_SINCE)) -> dict[str, Any]:
+    """The last lines of the app's units (web, workers, beat, processes) per host, read-only:
+    journalctl with fixed arguments, run by the environment's logs playbook."""
+    return await call(console.app_log, identity.user, name, unit, lines, since,
+                      remote(request))
 
 
 @router.get("/environments", tags=["deploy"])

@@ -20,6 +20,7 @@
         rollback_playbook: playbooks/rollback.yml  # default: this collection's
         unlock_playbook: playbooks/unlock.yml      # default: this collection's
         manage_playbook: playbooks/manage.yml      # default: this collection's
+        logs_playbook: playbooks/logs.yml          # default: this collection's (app logs)
         default_branch: main
         requires_approval: false
         commands:                                  # one-off manage.py commands it offers
@@ -99,6 +100,7 @@ class Environment:
     rollback_playbook: Path
     unlock_playbook: Path
     manage_playbook: Path
+    logs_playbook: Path
     default_branch: str = "main"
     requires_approval: bool = False
     commands: tuple[Command, ...] = ()
@@ -142,7 +144,8 @@ _TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "canc
              "runner_dir", "login_max_failures", "login_account_max_failures",
              "login_window_seconds", "max_body_bytes", "schedules", "schedule_tick"}
 _ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
-             "manage_playbook", "default_branch", "requires_approval", "commands", "webhook"}
+             "manage_playbook", "logs_playbook", "default_branch", "requires_approval", "commands",
+             "webhook"}
 _COMMAND_KEYS = {"name", "command", "dry_run"}
 _WEBHOOK_KEYS = {"secret_file", "branches"}
 _SCHEDULE_KEYS = {"environment", "branch", "cron", "description"}
@@ -190,7 +193,8 @@ def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
                           f"{exc}") from None
     paths = {}
     for key, default in (("deploy_playbook", "deploy.yml"), ("rollback_playbook", "rollback.yml"),
-                         ("unlock_playbook", "unlock.yml"), ("manage_playbook", "manage.yml")):
+                         ("unlock_playbook", "unlock.yml"), ("manage_playbook", "manage.yml"),
+                         ("logs_playbook", "logs.yml")):
         if key in data:
             paths[key] = _path(base, data[key], f"environments.{name}.{key}", where)
             if not paths[key].is_file():

@@ -107,6 +107,10 @@ class User:
         return self.role == "admin" or (self.role == "deployer"
                                         and environment in self.environments)
 
+    def can_read_logs(self, environment: str) -> bool:
+        """The app's logs: admins and viewers (read-only everywhere), deployers of it."""
+        return self.role in ("admin", "viewer") or environment in self.environments
+
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from slipway.console import security
+from slipway.console import applogs, charts, security
 from slipway.console.deps import (
     LOGIN_CSRF_COOKIE,
     PAGE,
@@ -32,6 +32,7 @@ from slipway.console.deps import (
 )
 from slipway.console.service import ConsoleError
 from slipway.history import store as history_store
+from slipway.phases import progress as phase_progress
 
 router = APIRouter()
 
@@ -127,6 +128,7 @@ async def run_page_response(request: Request, identity: Identity, run_id: int,
     hosts = await call(lambda: runs.store().host_summaries(run_id))
     text, offset, _status = await call(lambda: runs.store().read_log(run_id, 0))
     active = runs.is_active(run["run_uuid"])
+    tasks = await call(lambda: runs.store().task_results(run_id))
     environment = config.environments.get(run["environment"])
     may_act = environment is not None and identity.user.can_deploy(environment.name)
     return render(request, "run.html", identity, status_code=status_code, run=run,
@@ -135,6 +137,8 @@ async def run_page_response(request: Request, identity: Identity, run_id: int,
                   may_cancel=may_act and run["status"] == "running",
                   may_rollback=may_act and run["status"] == "success"
                   and bool(run.get("release_id")),
+                  progress=(phase_progress(tasks, run["status"])
+                            if run.get("kind") in (None, "deploy", "rollback") else None),
                   error=error)
 
 
@@ -172,6 +176,57 @@ async def rollback_form(request: Request, run_id: RunId, identity: PAGE, console
         return await run_page_response(request, identity, run_id, exc.message, exc.status)
     target = f"/runs/{result['id']}" if result["id"] else "/approvals"
     return RedirectResponse(target, status_code=303)
+
+
+async def environment_page_response(request: Request, identity: Identity, name: str,
+                                    page: int = 1, period: str = "week",
+                                    status_code: int = 200, **context: Any) -> HTMLResponse:
+    console, runs = get_console(request), get_runs(request)
+    try:
+        environment = await call(console.environment, name)
+        if period not in charts.PERIODS:
+            raise ConsoleError(422, "period is one of " + ", ".join(charts.PERIODS))
+        result = await call(console.history, environment.name, None, page, 25)
+    except ConsoleError as exc:
+        return render(request, "error.html", identity, status_code=exc.status,
+                      error=exc.message)
+    now = history_store.utcnow()
+    recent = await call(lambda: runs.store().list_runs(
+        environment=environment.name, since=charts.since(period, now), limit=10_000))
+    return render(request, "environment.html", identity, status_code=status_code,
+                  environment=environment, period=period, periods=list(charts.PERIODS),
+                  charts=charts.deploy_charts(recent, period, now),
+                  may_deploy=identity.user.can_deploy(environment.name),
+                  may_read_logs=identity.user.can_read_logs(environment.name),
+                  log_units=applogs.UNITS, log_since=list(applogs.SINCE),
+                  max_log_lines=applogs.MAX_LINES,
+                  **{"logs_form": {"unit": "web", "lines": str(applogs.DEFAULT_LINES),
+                                   "since": applogs.DEFAULT_SINCE}, **result, **context})
+
+
+@router.get("/environments/{name}", include_in_schema=False)
+async def environment_page(request: Request, name: str, identity: PAGE, page: Page = 1,
+                           period: str = "week") -> HTMLResponse:
+    """An environment: its deploy charts, its history (with "Roll back to this" on each
+    successful run, for those who may deploy it) and its app's logs."""
+    return await environment_page_response(request, identity, name, page, period)
+
+
+@router.get("/environments/{name}/logs", include_in_schema=False)
+async def environment_logs_page(request: Request, name: str, identity: PAGE, console: Service,
+                                unit: str = "web", lines: str = "", since: str = "") -> Any:
+    """The environment's page with the app's logs read just now (or why not)."""
+    form = {"unit": unit, "lines": lines or str(applogs.DEFAULT_LINES),
+            "since": since or applogs.DEFAULT_SINCE}
+    try:
+        count = int(form["lines"]) if form["lines"].isdigit() and len(form["lines"]) < 6 else 0
+        result = await call(console.app_log, identity.user, name, unit, count, form["since"],
+                            remote(request))
+    except ConsoleError as exc:
+        return await environment_page_response(request, identity, name, status_code=exc.status,
+                                               error=exc.message, logs_form=form)
+    return await environment_page_response(request, identity, name, logs=result,
+                                           logs_form=form)
 
 
 @router.get("/deploy", include_in_schema=False)

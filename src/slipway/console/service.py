@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from slipway.console import security, webhooks
+from slipway.console import applogs, security, webhooks
 from slipway.console.config import (
     ENVIRONMENT_NAME,
     Command,
@@ -44,6 +44,7 @@ class Console:
         self.config = config
         self.db = db
         self.runs = runs
+        self.app_logs = applogs.AppLogs(config, runs) if runs is not None else None
         self.login_throttle = security.LoginThrottle(
             config.login_max_failures, config.login_window_seconds,
             account_max_failures=config.login_account_max_failures)
@@ -170,6 +171,31 @@ class Console:
         params = {"command_name": entry.name, "command": entry.command,
                   "dry_run": bool(dry_run), "description": description}
         return self._start_or_hold(user, environment, "command", params, remote)
+
+    def app_log(self, user: User, environment_name: str | None, unit: str, lines: int,
+                since: str, remote: str | None) -> dict[str, Any]:
+        """The last lines of the app's units per host (read-only): for admins, viewers and the
+        environment's deployers; the unit group, line count and time range from fixed lists."""
+        environment = self.environment(environment_name)
+        if not user.can_read_logs(environment.name):
+            message = f"{user.name} may not read the logs of environment {environment.name}"
+            self.db.audit(user.name, "logs", "refused", environment.name, remote_addr=remote,
+                          reason=message)
+            raise ConsoleError(403, message)
+        try:
+            if unit not in applogs.UNITS:
+                raise security.InputError("unit is one of " + ", ".join(applogs.UNITS))
+            if isinstance(lines, bool) or not isinstance(lines, int) \
+                    or not 1 <= lines <= applogs.MAX_LINES:
+                raise security.InputError(f"lines is from 1 to {applogs.MAX_LINES}")
+            if since not in applogs.SINCE:
+                raise security.InputError("since is one of " + ", ".join(applogs.SINCE))
+            result = self.app_logs.read(environment, unit, lines, since)
+        except (security.InputError, RunError) as exc:
+            raise self._refuse(user, "logs", environment.name, remote, exc) from None
+        self.db.audit(user.name, "logs", "read", environment.name, remote_addr=remote,
+                      unit=unit, lines=lines, since=since)
+        return result
 
     @staticmethod
     def _allowed_command(environment: Environment, name: str | None, dry_run: bool) -> Command:

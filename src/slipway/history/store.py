@@ -46,7 +46,7 @@ __all__ = [
     "utcnow",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("running", "success", "failed", "cancelled", "interrupted")
 FINAL_STATUSES = ("success", "failed", "cancelled", "interrupted")
 TASK_STATUSES = ("ok", "failed", "ignored", "skipped", "unreachable")
@@ -62,7 +62,7 @@ RUN_COLUMNS = frozenset({
 # What a run did: its playbook's kind; a run of kind ``command`` records one manage.py command.
 KINDS = ("deploy", "rollback", "unlock", "command")
 TASK_COLUMNS = ("host", "play", "task", "action", "status", "changed", "started_at",
-                "duration_ms", "message")
+                "duration_ms", "message", "role", "task_file")
 _TIMESTAMP_COLUMNS = frozenset({"started_at", "completed_at", "created_at", "updated_at"})
 _SQLITE_RETRIES = 20
 _TRANSIENT_RETRIES = 8
@@ -275,8 +275,18 @@ def _schema_v2(d: _Dialect) -> list[str]:
     ]
 
 
+def _schema_v3(d: _Dialect) -> list[str]:
+    """Where a task comes from: its role's name and the name of its tasks file (what the
+    console's progress bar maps to the deploy's phases, see slipway.phases). NULL for tasks
+    recorded before, and for tasks of a playbook outside any role."""
+    return [
+        "ALTER TABLE deploy_task_results ADD COLUMN role VARCHAR(255)",
+        "ALTER TABLE deploy_task_results ADD COLUMN task_file VARCHAR(255)",
+    ]
+
+
 # Each entry upgrades the schema by one version; append, never edit a released entry.
-_MIGRATIONS: list[Callable[[_Dialect], list[str]]] = [_schema_v1, _schema_v2]
+_MIGRATIONS: list[Callable[[_Dialect], list[str]]] = [_schema_v1, _schema_v2, _schema_v3]
 
 
 def _connect_postgresql(url: str, connect_timeout: int) -> Any:

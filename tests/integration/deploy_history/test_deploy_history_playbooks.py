@@ -387,3 +387,32 @@ def test_each_loop_item_is_logged_as_it_ends_and_no_log_items_are_hidden(project
     with project.store() as store:
         tasks = [t["task"] for t in store.task_results(run["id"])]
     assert tasks == ["Run each step", "Write each secret"]
+
+
+def test_each_task_records_its_role_and_tasks_file(project):
+    tasks_dir = project.root / "roles" / "app" / "tasks"
+    tasks_dir.mkdir(parents=True)
+    (tasks_dir / "migrate.yml").write_text(
+        "---\n- name: Migrate\n  ansible.builtin.debug:\n    msg: migrating\n")
+    playbook = project.playbook("deploy", """
+        - name: Deploy the app
+          hosts: web
+          gather_facts: false
+          tasks:
+            - name: Outside any role
+              ansible.builtin.debug:
+                msg: plain
+            - name: The migrations
+              ansible.builtin.import_role:
+                name: app
+                tasks_from: migrate
+        """)
+
+    result = project.run(playbook)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    with project.store() as store:
+        tasks = store.task_results(project.only_run()["id"])
+    origins = {(t["host"], t["task"]): (t["role"], t["task_file"]) for t in tasks}
+    assert origins[("web1", "Outside any role")] == (None, "deploy.yml")
+    assert origins[("web1", "app : Migrate")] == ("app", "migrate.yml")
