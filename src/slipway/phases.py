@@ -73,6 +73,9 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     "rollback_finish.yml": "cleanup",
     "unlock.yml": "cleanup",
 }
+# The app role's tasks files that move no phase: entry points that only include others, the
+# hooks (run in several phases) and a manage.py command (not a deploy).
+UNPHASED_TASK_FILES = frozenset({"main.yml", "prepare.yml", "hook.yml", "command.yml"})
 assert set(TASK_FILE_PHASES.values()) <= set(PHASE_NAMES)
 
 

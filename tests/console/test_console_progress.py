@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from console_helpers import login
 
-from slipway.phases import PHASE_NAMES, TASK_FILE_PHASES, phase_of, progress
+from slipway.phases import (
+    PHASE_NAMES,
+    TASK_FILE_PHASES,
+    UNPHASED_TASK_FILES,
+    phase_of,
+    progress,
+)
 
+ROOT = Path(__file__).resolve().parents[2]
 ORDER = {"pending": 0, "running": 1, "done": 2}
 
 
@@ -18,6 +26,13 @@ def test_every_phase_has_a_task_file_of_the_app_role():
     assert phase_of("other", "migrate.yml") is None
     assert phase_of(None, "migrate.yml") is None
     assert phase_of("app", "hook.yml") is None
+
+
+def test_every_tasks_file_of_the_app_role_has_a_phase_or_says_it_has_none():
+    """A new tasks file must be placed: the bar would not move while it runs."""
+    files = {path.name for path in (ROOT / "roles" / "app" / "tasks").glob("*.yml")}
+    assert files - set(TASK_FILE_PHASES) == UNPHASED_TASK_FILES
+    assert set(TASK_FILE_PHASES) <= files
 
 
 def test_a_failed_task_fails_its_phase_and_the_later_ones_stay_pending():
