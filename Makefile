@@ -94,6 +94,10 @@ galaxy-check: venv ## Install the built tarball with only ansible-core and its d
 core-matrix: venv ## ansible-test sanity and the unit tests on ansible-core 2.19, 2.20 and 2.21
 	bash tests/testbed/core-matrix.sh
 
+.PHONY: core-molecule
+core-molecule: venv host image13 ## The debian13 scenario on the newest ansible-core claimed (2.21, Python 3.13)
+	bash tests/testbed/core-molecule.sh
+
 .PHONY: django-matrix
 django-matrix: venv host ## The migrations module's integration tests on Django 4.2, 5.2 and 6.0
 	bash tests/testbed/django-matrix.sh
