@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Build the example execution environment (examples/execution-environment/) locally and deploy
+# the example app from it:
+#   tests/testbed/ee.sh            (make ee)
+# 1. An EE base image from the test bed's Debian 12 image: python3, pip, venv and a dnf-style
+#    package manager command over apt (ansible-builder's scripts call `$PKGMGR install -y PKGS`
+#    and `$PKGMGR clean all`; options.package_manager_path points them at it).
+# 2. `ansible-builder build` of the example definition, with what a machine without Galaxy or
+#    Docker Hub needs changed in a derived copy (.cache/ee-local/): that base image, that package
+#    manager, and the collections as local tarballs (this checkout's `ansible-galaxy collection
+#    build`; community.* from the controller's ansible package), installed --offline.
+# 3. A test host (the Debian 12 systemd image) and the EE on one podman network: the EE runs
+#    `ansible-playbook slipway.django.deploy` over SSH against the host; the app's /health/ must
+#    answer 200 with the release, the release record must be on the host and the deploy history
+#    (the collection's callback, running inside the EE) must hold the run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+version=$(awk '/^version:/ {print $2; exit}' galaxy.yml)
+ee_image=${SLIPWAY_EE_IMAGE:-localhost/slipway-ee:$version}
+work=$PWD/.cache/ee-local
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
+
+# --- 1. The base image -------------------------------------------------------------------
+step "Test bed image (Debian 12)"
+debian_image=$(bash tests/testbed/build-image.sh bookworm)
+base_hash=$( { sha256sum "$0"; podman image inspect --format '{{.Id}}' "$debian_image"; } | sha256sum | cut -c1-12)
+base_image=localhost/slipway-ee-base:$base_hash
+
+rm -rf "$work"
+mkdir -p "$work/base" "$work/def/collections"
+if podman image exists "$base_image"; then
+  step "EE base image $base_image (cached)"
+else
+  step "EE base image $base_image"
+  # ansible-builder's assemble and install-from-bindep call `$PKGMGR install -y [OPTS] PKGS`
+  # and `$PKGMGR clean all` (dnf's syntax): this maps both to apt-get.
+  cat > "$work/base/slipway-pkgmgr" <<'SH'
+#!/bin/sh
+# dnf-style package manager calls (ansible-builder's scripts) on apt.
+set -e
+cmd=${1:-}; [ $# -gt 0 ] && shift
+case $cmd in
+  install)
+    pkgs=
+    for arg in "$@"; do case $arg in -*) ;; *) pkgs="$pkgs $arg" ;; esac; done
+    [ -n "$pkgs" ] || exit 0
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs
+    ;;
+  clean) apt-get clean ;;
+  *) echo "slipway-pkgmgr: unsupported command: $cmd" >&2; exit 2 ;;
+esac
+SH
+  cat > "$work/base/Containerfile" <<CF
+FROM $debian_image
+# ensurepip (ansible-builder's pip_install) and venv (its assemble script) are separate
+# packages on Debian.
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip python3-venv \\
+ && apt-get clean
+COPY --chmod=0755 slipway-pkgmgr /usr/local/sbin/slipway-pkgmgr
+# pip trusts the system's CA bundle (it holds the controller's, baked in by build-image.sh).
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+STOPSIGNAL SIGTERM
+CMD ["bash"]
+CF
+  podman build -q -t "$base_image" "$work/base" >/dev/null
+fi
+
+# --- 2. The execution environment --------------------------------------------------------
+step "Collection tarballs"
+ansible-galaxy collection build --force --output-path "$work/def/collections" . >/dev/null
+# community.*: the collections of the controller's `ansible` package (no Galaxy server here).
+# That package leaves out files that their FILES.json lists (ansible-galaxy would refuse the
+# tarball): each is rebuilt by `ansible-galaxy collection build` from a copy, with a galaxy.yml
+# made from its MANIFEST.json.
+for name in postgresql mysql crypto; do
+  dir=$(ansible-galaxy collection list "community.$name" --format json 2>/dev/null | python3 -c '
+import json, sys
+print(next(p + "/community/" + sys.argv[1] for p, found in json.load(sys.stdin).items() if found))' "$name")
+  copy=$work/src/community/$name
+  mkdir -p "$copy"
+  cp -a "$dir/." "$copy/"
+  rm -rf "$copy/MANIFEST.json" "$copy/FILES.json"
+  find "$copy" -name __pycache__ -prune -exec rm -rf {} +
+  python3 - "$dir/MANIFEST.json" "$copy/galaxy.yml" <<'PY'
+import json, sys, yaml
+info = json.load(open(sys.argv[1]))["collection_info"]
+if info.get("license"):
+    info.pop("license_file", None)
+with open(sys.argv[2], "w") as f:
+    yaml.safe_dump({k: v for k, v in info.items() if v not in (None, [], {}, "")}, f)
+PY
+  ansible-galaxy collection build --force --output-path "$work/def/collections" "$copy" >/dev/null
+done
+ls "$work/def/collections"
+
+step "Derived definition"
+cp examples/execution-environment/execution-environment.yml "$work/def/example.yml"
+python3 - "$work/def" "$base_image" "$ee_image" <<'PY'
+import os, sys, yaml
+out, base_image, tag = sys.argv[1:]
+with open(os.path.join(out, "example.yml")) as f:
+    definition = yaml.safe_load(f)
+definition["images"]["base_image"]["name"] = base_image
+definition["options"]["package_manager_path"] = "/usr/local/sbin/slipway-pkgmgr"
+# Debian disables ensurepip for the system python: pip comes from python3-pip in the base image.
+definition["options"]["skip_pip_install"] = True
+definition["options"]["tags"] = [tag]
+tarballs = sorted(n for n in os.listdir(os.path.join(out, "collections")) if n.endswith(".tar.gz"))
+definition["dependencies"]["galaxy"] = {
+    "collections": [{"name": f"/build/collections/{n}", "type": "file"} for n in tarballs]}
+definition.setdefault("additional_build_files", []).append({"src": "collections", "dest": "collections"})
+definition.setdefault("build_arg_defaults", {})["ANSIBLE_GALAXY_CLI_COLLECTION_OPTS"] = "--offline"
+with open(os.path.join(out, "execution-environment.yml"), "w") as f:
+    yaml.safe_dump(definition, f, sort_keys=False)
+PY
+cat "$work/def/execution-environment.yml"
+
+step "ansible-builder build -> $ee_image"
+ansible-builder build --container-runtime podman -v 2 \
+  -f "$work/def/execution-environment.yml" -c "$work/context" > "$work/build.log" 2>&1 || {
+  tail -n 60 "$work/build.log"; echo "ansible-builder build failed (log: $work/build.log)" >&2; exit 1; }
+echo "built $ee_image (log: $work/build.log)"
