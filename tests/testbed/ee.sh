@@ -120,8 +120,101 @@ with open(os.path.join(out, "execution-environment.yml"), "w") as f:
 PY
 cat "$work/def/execution-environment.yml"
 
+if [[ ${SLIPWAY_EE_REUSE:-} == 1 ]] && podman image exists "$ee_image"; then
+  step "$ee_image exists: reused (SLIPWAY_EE_REUSE=1)"
+else
 step "ansible-builder build -> $ee_image"
 ansible-builder build --container-runtime podman -v 2 \
   -f "$work/def/execution-environment.yml" -c "$work/context" > "$work/build.log" 2>&1 || {
   tail -n 60 "$work/build.log"; echo "ansible-builder build failed (log: $work/build.log)" >&2; exit 1; }
 echo "built $ee_image (log: $work/build.log)"
+fi
+
+# --- 3. A deploy from the EE -------------------------------------------------------------
+step "Test host on a podman network"
+run=$work/run
+net=slipway-ee-net-$$
+host=slipway-ee-host-$$
+cleanup() {
+  podman rm -f -t 5 "$host" >/dev/null 2>&1 || true
+  podman network rm -f "$net" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+mkdir -p -m 0700 "$run"
+ssh-keygen -q -t ed25519 -N '' -C slipway-ee -f "$run/id_ed25519"
+podman network create "$net" >/dev/null
+podman run -d --name "$host" --hostname "$host" --network "$net" --systemd=always \
+  --mount "type=bind,src=$run/id_ed25519.pub,dst=/root/.ssh/authorized_keys,ro=true" \
+  "$debian_image" /sbin/init >/dev/null
+booted=
+for _ in $(seq 1 60); do
+  state=$(podman exec "$host" systemctl is-system-running 2>/dev/null || true)
+  if [[ $state == running || $state == degraded ]]; then booted=1; break; fi
+  sleep 1
+done
+[[ -n $booted ]] || { echo "the test host did not boot within 60 s (state: $state)" >&2; exit 1; }
+podman exec "$host" systemctl start ssh
+
+# The inventory of the run, mounted into the EE with the key at /runner/run. The EE runs as
+# uid 1000 (ansible-builder's default USER): the directory and the key are that user's.
+cat > "$run/inventory.yml" <<INV
+---
+all:
+  vars:
+    ansible_user: root
+    ansible_python_interpreter: /usr/bin/python3
+    ansible_ssh_private_key_file: /runner/run/id_ed25519
+    ansible_ssh_common_args: >-
+      -o UserKnownHostsFile=/runner/run/known_hosts -o StrictHostKeyChecking=accept-new
+    slipway_environment: ee
+    app_name: demo
+    app_source: /runner/app
+    app_allowed_hosts: [localhost, 127.0.0.1, $host]
+    app_gunicorn_workers: 2
+    app_celery_concurrency: 1
+    app_health_release_field: release
+    app_backup_min_free_bytes: 536870912
+    slipway_credentials_dir: /runner/run/credentials
+    app_secret_key: "{{ lookup('ansible.builtin.password', slipway_credentials_dir ~ '/secret_key', length=64, chars=['ascii_letters', 'digits']) }}"
+    app_db_password: "{{ lookup('ansible.builtin.password', slipway_credentials_dir ~ '/db_password', length=32, chars=['ascii_letters', 'digits']) }}"
+    app_redis_password: "{{ lookup('ansible.builtin.password', slipway_credentials_dir ~ '/redis_password', length=32, chars=['ascii_letters', 'digits']) }}"
+  children:
+    app: {hosts: {$host: {}}}
+    db: {hosts: {$host: {}}}
+    cache: {hosts: {$host: {}}}
+    web: {hosts: {$host: {}}}
+INV
+chown -R 1000:0 "$run"
+chown 0:0 "$run/id_ed25519.pub"  # the host's authorized_keys: sshd wants it root's
+
+ee_run() {
+  podman run --rm --network "$net" \
+    -v "$run:/runner/run:Z" -v "$PWD/examples/app:/runner/app:ro,Z" \
+    -e ANSIBLE_CALLBACKS_ENABLED=slipway.django.deploy_history \
+    -e SLIPWAY_HISTORY_DB=/runner/run/history.sqlite3 \
+    -e ANSIBLE_FORCE_COLOR=0 \
+    "$ee_image" "$@"
+}
+
+step "In the EE: versions, docs, syntax check, ping"
+ee_run ansible-playbook --version | sed -n 1p
+ee_run ansible-doc -t module slipway.django.migrations | sed -n 1p
+ee_run ansible-playbook -i /runner/run/inventory.yml --syntax-check slipway.django.deploy
+ee_run ansible -i /runner/run/inventory.yml all -m ansible.builtin.ping
+
+step "In the EE: ansible-playbook slipway.django.deploy"
+ee_run ansible-playbook -i /runner/run/inventory.yml slipway.django.deploy
+
+step "Checks"
+health=$(podman exec "$host" python3 -c '
+import urllib.request
+with urllib.request.urlopen("http://localhost/health/", timeout=10) as r:
+    print(r.status, r.read().decode())')
+echo "GET /health/ -> $health"
+[[ $health == "200 "* ]] || { echo "FAIL: /health/ did not answer 200" >&2; exit 1; }
+release=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1].split(" ", 1)[1])["release"])' "$health")
+record=$(podman exec "$host" cat "/srv/demo/releases/$release/.slipway-release.json")
+echo "release $release recorded on the host: $(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print(r["release_id"], r["source_type"])' "$record")"
+history=$(ee_run slipway-history --db /runner/run/history.sqlite3 list --json)
+echo "$history"
+echo "PASS: deploy from $ee_image"
