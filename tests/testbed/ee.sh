@@ -25,18 +25,11 @@ step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 # --- 1. The base image -------------------------------------------------------------------
 step "Test bed image (Debian 12)"
 debian_image=$(bash tests/testbed/build-image.sh bookworm)
-base_hash=$( { sha256sum "$0"; podman image inspect --format '{{.Id}}' "$debian_image"; } | sha256sum | cut -c1-12)
-base_image=localhost/slipway-ee-base:$base_hash
-
 rm -rf "$work"
 mkdir -p "$work/base" "$work/def/collections"
-if podman image exists "$base_image"; then
-  step "EE base image $base_image (cached)"
-else
-  step "EE base image $base_image"
-  # ansible-builder's assemble and install-from-bindep call `$PKGMGR install -y [OPTS] PKGS`
-  # and `$PKGMGR clean all` (dnf's syntax): this maps both to apt-get.
-  cat > "$work/base/slipway-pkgmgr" <<'SH'
+# ansible-builder's assemble and install-from-bindep call `$PKGMGR install -y [OPTS] PKGS`
+# and `$PKGMGR clean all` (dnf's syntax): this maps both to apt-get.
+cat > "$work/base/slipway-pkgmgr" <<'SH'
 #!/bin/sh
 # dnf-style package manager calls (ansible-builder's scripts) on apt.
 set -e
@@ -54,10 +47,10 @@ case $cmd in
   *) echo "slipway-pkgmgr: unsupported command: $cmd" >&2; exit 2 ;;
 esac
 SH
-  cat > "$work/base/Containerfile" <<CF
+cat > "$work/base/Containerfile" <<CF
 FROM $debian_image
-# ensurepip (ansible-builder's pip_install) and venv (its assemble script) are separate
-# packages on Debian.
+# pip (Debian disables ensurepip for the system python: the definition sets skip_pip_install)
+# and venv (ansible-builder's assemble script makes one) are separate packages on Debian.
 RUN apt-get update -qq \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip python3-venv \\
  && apt-get clean
@@ -67,6 +60,14 @@ ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 STOPSIGNAL SIGTERM
 CMD ["bash"]
 CF
+# Tagged with a hash of its recipe and the Debian image: rebuilt only when either changes.
+base_hash=$( { cat "$work/base/Containerfile" "$work/base/slipway-pkgmgr"
+               podman image inspect --format '{{.Id}}' "$debian_image"; } | sha256sum | cut -c1-12)
+base_image=localhost/slipway-ee-base:$base_hash
+if podman image exists "$base_image"; then
+  step "EE base image $base_image (cached)"
+else
+  step "EE base image $base_image"
   podman build -q -t "$base_image" "$work/base" >/dev/null
 fi
 
@@ -138,6 +139,7 @@ host=slipway-ee-host-$$
 cleanup() {
   podman rm -f -t 5 "$host" >/dev/null 2>&1 || true
   podman network rm -f "$net" >/dev/null 2>&1 || true
+  rm -rf "$run"  # the SSH key and the generated secrets
 }
 trap cleanup EXIT
 mkdir -p -m 0700 "$run"
@@ -215,6 +217,17 @@ echo "GET /health/ -> $health"
 release=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1].split(" ", 1)[1])["release"])' "$health")
 record=$(podman exec "$host" cat "/srv/demo/releases/$release/.slipway-release.json")
 echo "release $release recorded on the host: $(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print(r["release_id"], r["source_type"])' "$record")"
-history=$(ee_run slipway-history --db /runner/run/history.sqlite3 list --json)
-echo "$history"
-echo "PASS: deploy from $ee_image"
+# The deploy_history callback ran inside the EE (the collection's Python package, installed
+# by the definition's append_final step): its record of this run, read with slipway-history.
+history=$(ee_run slipway-history list --db /runner/run/history.sqlite3 --json)
+python3 - "$history" "$release" <<'PY'
+import json, sys
+runs = json.loads(sys.argv[1])["runs"]
+ok = [r for r in runs if r["kind"] == "deploy" and r["status"] == "success" and r["release_id"] == sys.argv[2]]
+if not ok:
+    sys.exit(f"FAIL: no successful deploy of release {sys.argv[2]} in the deploy history: {runs}")
+r = ok[0]
+print(f"deploy history: run {r['id']} {r['kind']} {r['status']} release {r['release_id']} in {r['duration']} s"
+      f" (ansible-core {r['ansible_version']}, environment {r['environment']})")
+PY
+echo "PASS: deploy from $ee_image ($SECONDS s in all)"
