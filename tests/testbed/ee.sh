@@ -129,6 +129,13 @@ ansible-builder build --container-runtime podman -v 2 \
   -f "$work/def/execution-environment.yml" -c "$work/context" > "$work/build.log" 2>&1 || {
   tail -n 60 "$work/build.log"; echo "ansible-builder build failed (log: $work/build.log)" >&2; exit 1; }
 echo "built $ee_image (log: $work/build.log)"
+# The build's other stages (galaxy, builder: about 1 GB) and the image this one replaced are
+# left untagged: remove those that ansible-builder's scripts made, so runs do not pile them up.
+for id in $(podman images -q --filter dangling=true); do
+  if podman image history --no-trunc --format '{{.CreatedBy}}' "$id" 2>/dev/null | grep -q /output/scripts/; then
+    podman rmi "$id" >/dev/null 2>&1 || true
+  fi
+done
 fi
 
 # --- 3. A deploy from the EE -------------------------------------------------------------
@@ -191,7 +198,7 @@ chown 0:0 "$run/id_ed25519.pub"  # the host's authorized_keys: sshd wants it roo
 
 ee_run() {
   podman run --rm --network "$net" \
-    -v "$run:/runner/run:Z" -v "$PWD/examples/app:/runner/app:ro,Z" \
+    -v "$run:/runner/run" -v "$PWD/examples/app:/runner/app:ro" \
     -e ANSIBLE_CALLBACKS_ENABLED=slipway.django.deploy_history \
     -e SLIPWAY_HISTORY_DB=/runner/run/history.sqlite3 \
     -e ANSIBLE_FORCE_COLOR=0 \
