@@ -90,7 +90,7 @@ galaxy-check: venv ## Install the built tarball with only ansible-core and its d
 # Sanity and unit tests on every ansible-core version meta/runtime.yml claims (one venv each),
 # and the migrations module on each Django version. Not part of `make test`: each row costs as
 # much as make lint's sanity run or the migrations part of make integration (see the README).
-# About 5 minutes (1.5 to 3 to build the EE, 3 for the deploy from it): not part of `make test`.
+# 5 to 7 minutes (about 2 to build the EE, 3 to 4 for the deploy from it): not part of `make test`.
 .PHONY: ee
 ee: venv image ## Build the example execution environment locally and deploy the example app from it
 	bash tests/testbed/ee.sh
