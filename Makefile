@@ -90,6 +90,11 @@ galaxy-check: venv ## Install the built tarball with only ansible-core and its d
 # Sanity and unit tests on every ansible-core version meta/runtime.yml claims (one venv each),
 # and the migrations module on each Django version. Not part of `make test`: each row costs as
 # much as make lint's sanity run or the migrations part of make integration (see the README).
+# 5 to 7 minutes (about 2 to build the EE, 3 to 4 for the deploy from it): not part of `make test`.
+.PHONY: ee
+ee: venv image ## Build the example execution environment locally and deploy the example app from it
+	bash tests/testbed/ee.sh
+
 .PHONY: core-matrix
 core-matrix: venv ## ansible-test sanity and the unit tests on ansible-core 2.19, 2.20 and 2.21
 	bash tests/testbed/core-matrix.sh
