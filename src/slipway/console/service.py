@@ -71,6 +71,12 @@ class Console:
             raise ConsoleError(404, f"no run {run_id} in the deploy history")
         return run
 
+    def run_by_uuid(self, run_uuid: str) -> dict[str, Any]:
+        run = self.runs.store().find_run(run_uuid)
+        if run is None or run.get("is_deleted") == "Y":
+            raise ConsoleError(404, f"no run {run_uuid} in the deploy history")
+        return run
+
     def history(self, environment: str | None, status: str | None, page: int,
                 per_page: int) -> dict[str, Any]:
         # Runs started from a terminal may name environments this console does not serve.

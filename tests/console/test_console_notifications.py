@@ -1,0 +1,100 @@
+"""The console and notifications (slipway_notifications in an environment's inventory), with a
+webhook receiver on 127.0.0.1 that checks signatures: each message links to the run through
+the console's public_url, and that link leads a logged-in user to the run's page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from console_helpers import Site, login
+from notify_receiver import Receiver
+
+from slipway.console.config import ConfigError, load_config
+
+SECRET = "whsec-console-notify-0123"
+PUBLIC_URL = "https://deploy.example.test:8443/console"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(SECRET)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def notified(tmp_path_factory, receiver) -> Iterator[Site]:
+    """A console with a public_url whose staging inventory sends every event to the receiver."""
+    targets = [{"type": "webhook", "url": receiver.url, "secret": SECRET,
+                "events": ["started", "succeeded", "failed", "approval_needed"]}]
+    site = Site(tmp_path_factory.mktemp("console-notify"), top=(f"public_url: {PUBLIC_URL}/",),
+                host_vars={"staging": {"slipway_notifications": targets}})
+    site.add_user("root", "admin")
+    site.start()
+    site.add_user_by_api("alice", "deployer", "staging")
+    yield site
+    site.stop()
+
+
+def test_each_message_links_to_the_run_and_the_link_leads_to_its_page(notified, receiver):
+    with notified.api("alice") as client:
+        response = client.post("/api/v1/deploy/trigger", json={"environment": "staging"})
+    assert response.status_code == 201, response.text
+    run_id, run_uuid = response.json()["id"], response.json()["run_uuid"]
+    assert notified.wait_for(run_id)["status"] == "success"
+
+    mine = [delivery for delivery in receiver.deliveries
+            if delivery["event"] in ("started", "succeeded")]
+    assert [delivery["event"] for delivery in mine] == ["started", "succeeded"]
+    assert receiver.bad_signatures == 0
+    link = f"{PUBLIC_URL}/runs/by-uuid/{run_uuid}"
+    assert {delivery["run_url"] for delivery in mine} == {link}
+
+    path = link.removeprefix(PUBLIC_URL)
+    browser, _ = login(notified, "alice")
+    try:
+        followed = browser.get(path)
+        unknown = browser.get("/runs/by-uuid/00000000-0000-4000-8000-000000000000")
+        malformed = browser.get("/runs/by-uuid/not-a-uuid")
+    finally:
+        browser.close()
+    assert followed.status_code == 303
+    assert followed.headers["location"] == f"/runs/{run_id}"
+    assert unknown.status_code == 404
+    assert malformed.status_code == 422
+
+
+def test_the_run_link_needs_a_login(notified):
+    with notified.api() as anonymous:
+        response = anonymous.get(f"/runs/by-uuid/{'1' * 8}-1111-4111-8111-{'1' * 12}",
+                                 follow_redirects=False)
+    assert response.status_code in (302, 303)
+    assert response.headers["location"].startswith("/login")
+
+
+@pytest.mark.parametrize("value", ["ftp://deploy.example.org", "https://", "deploy.example.org",
+                                   "https://deploy.example.org/?next=1",
+                                   "https://deploy.example.org/#top",
+                                   "https://user:pw@deploy.example.org", "https://a b.org", 42,
+                                   "https://deploy.example.org:99999"])
+def test_a_public_url_that_is_no_http_base_url_stops_the_console(tmp_path, value):
+    (tmp_path / "inventory").mkdir()
+    config = tmp_path / "console.yml"
+    config.write_text(yaml.safe_dump({"environments": {"staging": {"inventory": "inventory"}},
+                                      "public_url": value}))
+    with pytest.raises(ConfigError, match="public_url must be the console's http"):
+        load_config(config)
+
+
+def test_the_public_url_is_kept_without_a_trailing_slash(tmp_path):
+    (tmp_path / "inventory").mkdir()
+    config = tmp_path / "console.yml"
+    config.write_text("environments: {staging: {inventory: inventory}}\n"
+                      "public_url: http://127.0.0.1:8000/deploys/\n")
+    loaded = load_config(config)
+    assert loaded.public_url == "http://127.0.0.1:8000/deploys"
+    assert loaded.run_link("abc") == "http://127.0.0.1:8000/deploys/runs/by-uuid/abc"
+    config.write_text("environments: {staging: {inventory: inventory}}\n")
+    assert load_config(config).public_url is None
