@@ -4,11 +4,12 @@ the console's public_url, and that link leads a logged-in user to the run's page
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 import yaml
-from console_helpers import Site, login
+from console_helpers import Site, free_port, login
 from notify_receiver import Receiver
 
 from slipway.console.config import ConfigError, load_config
@@ -26,14 +27,21 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def notified(tmp_path_factory, receiver) -> Iterator[Site]:
-    """A console with a public_url whose staging inventory sends every event to the receiver."""
+    """A console with a public_url whose staging and production inventories send events to the
+    receiver, and whose stubborn environment (held for approval here) to a closed port."""
     targets = [{"type": "webhook", "url": receiver.url, "secret": SECRET,
                 "events": ["started", "succeeded", "failed", "approval_needed"]}]
+    nowhere = [{"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/hooks/deploy",
+                "secret": SECRET, "events": ["approval_needed"]}]
     site = Site(tmp_path_factory.mktemp("console-notify"), top=(f"public_url: {PUBLIC_URL}/",),
-                host_vars={"staging": {"slipway_notifications": targets}})
+                more={"stubborn": ("requires_approval: true",)},
+                host_vars={"staging": {"slipway_notifications": targets},
+                           "production": {"slipway_notifications": [
+                               {**targets[0], "events": ["approval_needed"]}]},
+                           "stubborn": {"slipway_notifications": nowhere}})
     site.add_user("root", "admin")
     site.start()
-    site.add_user_by_api("alice", "deployer", "staging")
+    site.add_user_by_api("alice", "deployer", "staging", "production", "stubborn")
     yield site
     site.stop()
 
@@ -64,6 +72,56 @@ def test_each_message_links_to_the_run_and_the_link_leads_to_its_page(notified, 
     assert followed.headers["location"] == f"/runs/{run_id}"
     assert unknown.status_code == 404
     assert malformed.status_code == 422
+
+
+def notify_audit(site: Site, approval_id: int, timeout: float = 90) -> dict:
+    """The audit row of the approval_needed notification of the request, once written."""
+    deadline = time.monotonic() + timeout
+    with site.api("root") as client:
+        while time.monotonic() < deadline:
+            rows = [row for row in client.get("/api/v1/audit", params={"action": "notify"})
+                    .json()["audit"] if row["detail"].get("approval_id") == approval_id]
+            if rows:
+                return rows[0]
+            time.sleep(0.2)
+    raise AssertionError(f"no notify audit row for approval {approval_id}")
+
+
+def test_a_held_deploy_sends_one_approval_needed_naming_environment_and_requester(
+        notified, receiver):
+    with notified.api("alice") as client:
+        held = client.post("/api/v1/deploy/trigger", json={"environment": "production",
+                                                           "branch": "release/7"})
+    assert held.status_code == 202, held.text
+    approval_id = held.json()["approval_id"]
+
+    audit = notify_audit(notified, approval_id)
+    assert audit["outcome"] == "delivered", audit
+    assert audit["actor"] == "console" and audit["environment"] == "production"
+    asked = [delivery for delivery in receiver.deliveries
+             if delivery["event"] == "approval_needed"]
+    assert len(asked) == 1, receiver.deliveries
+    message = asked[0]
+    assert (message["environment"], message["who"], message["branch"]) == (
+        "production", "alice", "release/7")
+    assert f"approval {approval_id}" in message["detail"]
+    assert message["run_url"] == f"{PUBLIC_URL}/approvals"
+    assert receiver.bad_signatures == 0
+    assert SECRET not in str(audit)
+    assert not notified.runs(environment="production"), "the notification is no history run"
+
+
+def test_an_unreachable_receiver_neither_fails_nor_holds_up_the_request(notified):
+    with notified.api("alice") as client:
+        held = client.post("/api/v1/deploy/trigger", json={"environment": "stubborn"})
+    assert held.status_code == 202, held.text
+    assert held.json()["status"] == "pending_approval"
+
+    audit = notify_audit(notified, held.json()["approval_id"])
+    assert audit["outcome"] == "not delivered", audit
+    [outcome] = audit["detail"]["outcomes"]
+    assert outcome["delivered"] is False and outcome["target"].startswith("webhook http://")
+    assert SECRET not in str(audit)
 
 
 def test_the_run_link_needs_a_login(notified):
