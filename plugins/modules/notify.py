@@ -9,8 +9,8 @@ module: notify
 short_description: Send a deploy notification to an environment's targets
 description:
   - Sends one event (for instance V(approval_needed)) to the notification targets of an
-    environment, the list the inventory gives as C(slipway_notifications): signed webhooks,
-    Slack, email over STARTTLS, DingTalk and WeCom, as the C(slipway.django.deploy_history)
+    environment, the list the inventory gives as C(slipway_notifications) (signed webhooks,
+    Slack, email over STARTTLS, DingTalk and WeCom), as the C(slipway.django.deploy_history)
     callback sends the events of a run.
   - Runs on the controller only (an action plugin); it needs the collection's Python package
     (C(slipway)) in the Python that runs Ansible.
