@@ -21,14 +21,14 @@ MASK = "********"
 
 
 def _plain(value):
-    """Ansible's templated types as plain Python data (strings, lists, dicts)."""
+    """Templated options as plain data: vaulted and lazy strings become str."""
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
 
 
 class ActionModule(ActionBase):
