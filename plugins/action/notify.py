@@ -7,6 +7,7 @@ receiver that is down is an outcome, never a failure of the play."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from ansible.plugins.action import ActionBase
 
@@ -29,6 +30,15 @@ def _plain(value):
     if value is None or isinstance(value, bool | int | float):
         return value
     return str(value)
+
+
+def _safe_label(target):
+    """How a result names a target: its type and host, no path, query or credentials."""
+    if target.type == "email":
+        return target.label
+    parts = urlsplit(target.url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{target.type} {parts.scheme}://{parts.hostname}{port}"
 
 
 class ActionModule(ActionBase):
@@ -73,12 +83,18 @@ class ActionModule(ActionBase):
                 text = text.replace(secret, MASK)
             return text
 
+        # Named by type and host alone: a Slack or WeCom URL's path or query is its credential.
+        names = {target.label: _safe_label(target) for target in targets}
         outcomes = deliver(targets, Event(event=event, **texts), scrub=scrub)
-        result["outcomes"] = [{"target": scrub(outcome.target), "event": outcome.event,
-                               "delivered": outcome.delivered, "attempts": outcome.attempts,
-                               "detail": scrub(outcome.detail)} for outcome in outcomes]
-        result["delivered"] = sum(1 for outcome in outcomes if outcome.delivered)
-        not_delivered = [outcome.line() for outcome in outcomes if not outcome.delivered]
-        if not_delivered:
-            result["warnings"] = [scrub(line) for line in not_delivered]
+        reported = [{"target": scrub(names.get(outcome.target, outcome.target.split()[0])),
+                     "event": outcome.event, "delivered": outcome.delivered,
+                     "attempts": outcome.attempts, "detail": scrub(outcome.detail)}
+                    for outcome in outcomes]
+        result["outcomes"] = reported
+        result["delivered"] = sum(1 for entry in reported if entry["delivered"])
+        warnings = [f"notification {entry['event']} -> {entry['target']}: NOT delivered after "
+                    f"{entry['attempts']} attempts ({entry['detail']})"
+                    for entry in reported if not entry["delivered"]]
+        if warnings:
+            result["warnings"] = warnings
         return result

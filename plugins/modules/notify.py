@@ -101,9 +101,11 @@ outcomes:
   elements: dict
   contains:
     target:
-      description: The target's type and where it goes, without credentials or query.
+      description:
+        - The target's type and host (an email's addresses and server), without path, query
+          or credentials.
       type: str
-      sample: webhook https://hooks.example/deploys
+      sample: webhook https://hooks.example
     event:
       description: The event sent.
       type: str
@@ -120,7 +122,7 @@ outcomes:
       description: The receiver's answer or why it was not delivered.
       type: str
       sample: delivered (HTTP 204)
-  sample: [{target: webhook https://hooks.example/deploys, event: approval_needed,
+  sample: [{target: webhook https://hooks.example, event: approval_needed,
             delivered: true, attempts: 1, detail: delivered (HTTP 204)}]
 delivered:
   description: How many targets took the message.

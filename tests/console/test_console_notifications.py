@@ -121,6 +121,7 @@ def test_an_unreachable_receiver_neither_fails_nor_holds_up_the_request(notified
     assert audit["outcome"] == "not delivered", audit
     [outcome] = audit["detail"]["outcomes"]
     assert outcome["delivered"] is False and outcome["target"].startswith("webhook http://")
+    assert "/hooks" not in outcome["target"], "a URL's path may be its credential"
     assert SECRET not in str(audit)
 
 
