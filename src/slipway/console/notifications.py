@@ -94,8 +94,8 @@ def _outcomes(events: Any) -> tuple[list[dict[str, Any]], str | None]:
         kind = event.get("event")
         result = data.get("res") or {}
         if kind == "runner_on_ok" and (data.get("task") or "").strip() == NOTIFY_TASK:
-            return [{key: entry.get(key) for key in ("target", "delivered", "attempts",
-                                                      "detail")}
+            keys = ("target", "delivered", "attempts", "detail")
+            return [{key: entry.get(key) for key in keys}
                     for entry in result.get("outcomes") or [] if isinstance(entry, dict)], None
         if kind in ("runner_on_failed", "runner_on_unreachable") and error is None:
             error = str(result.get("msg") or kind)[:500]
