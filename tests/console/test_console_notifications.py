@@ -61,7 +61,8 @@ def test_each_message_links_to_the_run_and_the_link_leads_to_its_page(notified, 
     assert {delivery["run_url"] for delivery in mine} == {link}
 
     path = link.removeprefix(PUBLIC_URL)
-    browser, _ = login(notified, "alice")
+    browser, logged_in = login(notified, "alice")
+    assert logged_in.status_code == 303, logged_in.text
     try:
         followed = browser.get(path)
         unknown = browser.get("/runs/by-uuid/00000000-0000-4000-8000-000000000000")

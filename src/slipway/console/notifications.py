@@ -28,7 +28,6 @@ class Notifier:
         self.config = config
         self.db = db
         self.runs = runs
-        self._threads: list[threading.Thread] = []
 
     def approval_needed(self, environment: Environment, who: str, kind: str,
                         params: dict[str, Any], approval_id: int) -> threading.Thread:
@@ -45,7 +44,6 @@ class Notifier:
                                                 if self.config.public_url else "")}
         thread = threading.Thread(target=self._send, args=(environment, extravars, approval_id),
                                   daemon=True, name=f"slipway-notify-approval-{approval_id}")
-        self._threads = [alive for alive in self._threads if alive.is_alive()] + [thread]
         thread.start()
         return thread
 
@@ -79,11 +77,6 @@ class Notifier:
         except Exception:  # noqa: BLE001
             LOG.exception("cannot audit the approval_needed notification of approval %s",
                           approval_id)
-
-    def wait(self, timeout: float = 5.0) -> None:
-        """Wait a little for notifications under way (the console stopping)."""
-        for thread in list(self._threads):
-            thread.join(timeout)
 
 
 def _outcomes(events: Any) -> tuple[list[dict[str, Any]], str | None]:
