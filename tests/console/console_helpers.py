@@ -55,9 +55,11 @@ class Site:
 
     def __init__(self, root: Path, grace: float = 10.0,
                  more: dict[str, tuple[str, ...]] | None = None,
-                 top: tuple[str, ...] = (), environ: dict[str, str] | None = None) -> None:
+                 top: tuple[str, ...] = (), environ: dict[str, str] | None = None,
+                 host_vars: dict[str, dict] | None = None) -> None:
         """``more``: more YAML lines of an environment; ``top``: more top-level lines of
-        the configuration; ``environ``: more environment variables of the console."""
+        the configuration; ``environ``: more environment variables of the console;
+        ``host_vars``: more variables of an environment's inventory host."""
         self.root = root
         self.environ = dict(environ or {})
         more = dict(more or {})
@@ -83,8 +85,8 @@ class Site:
         }
         lines = [f"history_db: {self.store_url}", f"ansible_config: {ROOT / 'ansible.cfg'}",
                  f"cancel_grace_seconds: {grace}", "environments:"]
-        for name, (host_vars, settings) in environments.items():
-            self._inventory(name, host_vars)
+        for name, (variables, settings) in environments.items():
+            self._inventory(name, {**variables, **(host_vars or {}).get(name, {})})
             lines += [f"  {name}:", f"    inventory: inventories/{name}",
                       f"    deploy_playbook: {PLAYBOOKS / 'deploy.yml'}",
                       f"    rollback_playbook: {PLAYBOOKS / 'rollback.yml'}",

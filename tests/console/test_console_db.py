@@ -102,3 +102,4 @@ def test_the_allow_list_keeps_each_command_line_as_written(tmp_path):
         ("backfill_po", "backfill_po --days 7", True), ("note", "x --n '{{ 1 + 1 }}'", False)]
     assert staging.manage_playbook.name == "manage.yml" and staging.manage_playbook.is_file()
     assert staging.logs_playbook.name == "logs.yml" and staging.logs_playbook.is_file()
+    assert staging.notify_playbook.name == "notify.yml" and staging.notify_playbook.is_file()

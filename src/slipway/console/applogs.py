@@ -11,15 +11,12 @@ time per environment.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-import uuid
 from typing import Any
 
-import ansible_runner
-
+from slipway.console import sideplays
 from slipway.console.config import Config, Environment
-from slipway.console.runs import CALLBACK, RunError, RunManager, write_unsafe_extravars
+from slipway.console.runs import RunError, RunManager
 
 LOG = logging.getLogger("slipway.console")
 # The app's unit groups (playbooks/logs.yml turns each into the units' names).
@@ -41,16 +38,6 @@ class AppLogs:
         self.runs = runs
         self._busy = {name: threading.Lock() for name in config.environments}
 
-    def _environment(self) -> dict[str, str]:
-        env = {key: value for key, value in self.runs.run_environment("-", "-").items()
-               if not key.startswith("SLIPWAY_")}
-        # Not a deploy: nothing of it goes to the deploy history. (An empty list would let
-        # ansible.cfg's apply; the stdout callback named here is one Ansible loads anyway.)
-        env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(
-            name for name in env["ANSIBLE_CALLBACKS_ENABLED"].split(",") if name != CALLBACK
-        ) or "ansible.builtin.default"
-        return env
-
     def read(self, environment: Environment, unit: str, lines: int,
              since: str) -> dict[str, Any]:
         """Per host: its journal lines, or why it could not be read. The caller validated
@@ -65,23 +52,15 @@ class AppLogs:
         if not lock.acquire(blocking=False):
             raise RunError(409, f"the logs of environment {environment.name} are being read; "
                            "try again in a moment")
-        work = self.config.work_dir() / f"logs-{uuid.uuid4()}"
         try:
-            work.mkdir(parents=True, mode=0o700)
-            write_unsafe_extravars(work / "env" / "extravars", {
-                "slipway_logs_unit": unit, "slipway_logs_lines": int(lines),
-                "slipway_logs_since": SINCE[since]})
-            runner = ansible_runner.interface.init_runner(
-                private_data_dir=str(work), project_dir=str(self.config.directory),
-                ident="logs", playbook=str(playbook), inventory=str(environment.inventory),
-                envvars=self._environment(), suppress_env_files=True, quiet=True,
-                timeout=TIMEOUT_SECONDS, settings={"suppress_ansible_output": True})
-            runner.run()
+            rc, events = sideplays.run_side_playbook(
+                self.config, self.runs, environment, playbook, "logs", {
+                    "slipway_logs_unit": unit, "slipway_logs_lines": int(lines),
+                    "slipway_logs_since": SINCE[since]}, TIMEOUT_SECONDS)
             return {"environment": environment.name, "unit": unit, "lines": lines,
-                    "since": since, "rc": runner.rc, "hosts": _hosts(runner.events)}
+                    "since": since, "rc": rc, "hosts": _hosts(events)}
         finally:
             lock.release()
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _hosts(events: Any) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@
     login_account_max_failures: 20      # failed logins of a name from any address (0: no limit)
     login_window_seconds: 900           # ... counted over this window, then allowed again
     max_body_bytes: 1048576             # larger request bodies get 413 before anything else
+    public_url: https://deploy.example.org   # the console's external base URL (http or https);
+                                        # notifications link to a run through it
     environments:
       staging:
         inventory: inventories/staging
@@ -21,6 +23,7 @@
         unlock_playbook: playbooks/unlock.yml      # default: this collection's
         manage_playbook: playbooks/manage.yml      # default: this collection's
         logs_playbook: playbooks/logs.yml          # default: this collection's (app logs)
+        notify_playbook: playbooks/notify.yml      # default: this collection's (approval_needed)
         default_branch: main
         requires_approval: false
         commands:                                  # one-off manage.py commands it offers
@@ -43,6 +46,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -101,6 +105,7 @@ class Environment:
     unlock_playbook: Path
     manage_playbook: Path
     logs_playbook: Path
+    notify_playbook: Path
     default_branch: str = "main"
     requires_approval: bool = False
     commands: tuple[Command, ...] = ()
@@ -129,6 +134,11 @@ class Config:
     max_body_bytes: int = 1048576
     schedules: tuple[Schedule, ...] = ()
     schedule_tick: float = 1.0
+    public_url: str | None = None
+
+    def run_link(self, run_uuid: str) -> str | None:
+        """The external address of a run (a redirect to its page), when public_url is set."""
+        return f"{self.public_url}/runs/by-uuid/{run_uuid}" if self.public_url else None
 
     @property
     def directory(self) -> Path:
@@ -142,10 +152,11 @@ class Config:
 _TOP_KEYS = {"environments", "console_db", "history_db", "ansible_config", "cancel_grace_seconds",
              "log_flush_interval", "log_poll_interval", "session_hours", "cookie_secure",
              "runner_dir", "login_max_failures", "login_account_max_failures",
-             "login_window_seconds", "max_body_bytes", "schedules", "schedule_tick"}
+             "login_window_seconds", "max_body_bytes", "schedules", "schedule_tick",
+             "public_url"}
 _ENV_KEYS = {"inventory", "deploy_playbook", "rollback_playbook", "unlock_playbook",
-             "manage_playbook", "logs_playbook", "default_branch", "requires_approval", "commands",
-             "webhook"}
+             "manage_playbook", "logs_playbook", "notify_playbook", "default_branch",
+             "requires_approval", "commands", "webhook"}
 _COMMAND_KEYS = {"name", "command", "dry_run"}
 _WEBHOOK_KEYS = {"secret_file", "branches"}
 _SCHEDULE_KEYS = {"environment", "branch", "cron", "description"}
@@ -194,7 +205,7 @@ def _environment(name: Any, data: Any, base: Path, where: Path) -> Environment:
     paths = {}
     for key, default in (("deploy_playbook", "deploy.yml"), ("rollback_playbook", "rollback.yml"),
                          ("unlock_playbook", "unlock.yml"), ("manage_playbook", "manage.yml"),
-                         ("logs_playbook", "logs.yml")):
+                         ("logs_playbook", "logs.yml"), ("notify_playbook", "notify.yml")):
         if key in data:
             paths[key] = _path(base, data[key], f"environments.{name}.{key}", where)
             if not paths[key].is_file():
@@ -253,6 +264,27 @@ def _webhook(environment: str, data: Any, default_branch: str, base: Path,
             or not all(isinstance(entry, str) and entry for entry in branches)):
         raise ConfigError(f"{at}: branches must be a list of branch names or fnmatch patterns")
     return Webhook(secret_file=secret_file, branches=tuple(branches))
+
+
+def _public_url(value: Any, where: Path) -> str | None:
+    """The console's external base URL: http(s), a host, no query, fragment or credentials;
+    any trailing '/' dropped."""
+    if value is None:
+        return None
+    problem = f"{where}: public_url must be the console's http(s) base URL, not {value!r}"
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ConfigError(problem)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(problem) from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or "?" in value or "#" in value or parts.username is not None
+            or parts.password is not None):
+        raise ConfigError(problem + " (http or https, a host, no query, fragment or "
+                          "credentials)")
+    return value.rstrip("/")
 
 
 def _schedules(data: Any, environments: dict[str, Environment], where: Path
@@ -382,4 +414,5 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         max_body_bytes=int(_number(data, "max_body_bytes", 1048576, where, 1024)),
         schedules=_schedules(data.get("schedules"), environments, where),
         schedule_tick=_number(data, "schedule_tick", 1.0, where, 0.05),
+        public_url=_public_url(data.get("public_url"), where),
     )

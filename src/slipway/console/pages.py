@@ -2,6 +2,7 @@
 command forms, approvals, the audit table and one's account. Forms carry the session's CSRF
 token."""
 
+import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -140,6 +141,18 @@ async def run_page_response(request: Request, identity: Identity, run_id: int,
                   progress=(phase_progress(tasks, run["status"])
                             if run.get("kind") in (None, "deploy", "rollback") else None),
                   error=error)
+
+
+@router.get("/runs/by-uuid/{run_uuid}", include_in_schema=False, response_model=None)
+async def run_by_uuid(request: Request, run_uuid: uuid.UUID, identity: PAGE,
+                      console: Service) -> HTMLResponse | RedirectResponse:
+    """Where a notification's run link leads: the run's page, found by its run_uuid."""
+    try:
+        run = await call(console.run_by_uuid, str(run_uuid))
+    except ConsoleError as exc:
+        return render(request, "error.html", identity, status_code=exc.status,
+                      error=exc.message)
+    return RedirectResponse(f"/runs/{int(run['id'])}", status_code=303)
 
 
 @router.get("/runs/{run_id}", include_in_schema=False)

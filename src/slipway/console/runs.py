@@ -233,6 +233,10 @@ class RunManager:
         }
         if self.ansible_cfg is not None:
             env["ANSIBLE_CONFIG"] = str(self.ansible_cfg)
+        link = self.config.run_link(run_uuid)
+        if link is not None:
+            # Notifications link to the run through it (public, not a secret).
+            env["SLIPWAY_CONSOLE_RUN_URL"] = link
         return env
 
     # Questions the API asks

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from slipway.console import applogs, security, webhooks
+from slipway.console import applogs, notifications, security, webhooks
 from slipway.console.config import (
     ENVIRONMENT_NAME,
     Command,
@@ -45,6 +45,8 @@ class Console:
         self.db = db
         self.runs = runs
         self.app_logs = applogs.AppLogs(config, runs) if runs is not None else None
+        self.notifier = (notifications.Notifier(config, db, runs) if runs is not None
+                         else None)
         self.login_throttle = security.LoginThrottle(
             config.login_max_failures, config.login_window_seconds,
             account_max_failures=config.login_account_max_failures)
@@ -69,6 +71,12 @@ class Console:
         run = self.runs.store().get_run(run_id)
         if run is None or run.get("is_deleted") == "Y":
             raise ConsoleError(404, f"no run {run_id} in the deploy history")
+        return run
+
+    def run_by_uuid(self, run_uuid: str) -> dict[str, Any]:
+        run = self.runs.store().find_run(run_uuid)
+        if run is None or run.get("is_deleted") == "Y":
+            raise ConsoleError(404, f"no run {run_uuid} in the deploy history")
         return run
 
     def history(self, environment: str | None, status: str | None, page: int,
@@ -232,6 +240,15 @@ class Console:
             approval_id = self.db.add_approval(environment.name, kind, params, user.name)
             self.db.audit(user.name, kind, "pending approval", environment.name,
                           remote_addr=remote, approval_id=approval_id, **params)
+            if self.notifier is not None:
+                # In the background: the request never waits for (or fails with) a receiver.
+                try:
+                    self.notifier.approval_needed(environment, user.name, kind, params,
+                                                  approval_id)
+                except Exception as exc:  # noqa: BLE001 - the request is held all the same
+                    self.db.audit("console", "notify", "failed", environment.name,
+                                  event="approval_needed", approval_id=approval_id,
+                                  error=f"{exc.__class__.__name__}: {exc}"[:500])
             return {"id": None, "approval_id": approval_id, "status": "pending_approval",
                     "environment": environment.name,
                     "message": f"environment {environment.name} needs the approval of a second "

@@ -5,61 +5,24 @@ mode; an unreachable receiver never fails a run; no secret reaches a message."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import signal
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import subprocess
 
 import pytest
-from deploy_history_helpers import Project, closed_port, new_run_uuid, wait_for_log
+from deploy_history_helpers import ROOT, VENV_BIN, Project, closed_port, new_run_uuid, wait_for_log
+from notify_receiver import Receiver
 from test_deploy_history_playbooks import FAILING, PUBLISHING, SLOW
 
 SECRET = "whsec-notify-test-0123"
 DB_PASSWORD = "db-pass-never-in-a-message-42"
 
 
-class Receiver:
-    """A webhook receiver: keeps each delivery whose HMAC-SHA256 signature is right."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[dict] = []
-        self.bad_signatures = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body,
-                                                hashlib.sha256).hexdigest()
-                if hmac.compare_digest(self.headers.get("X-Slipway-Signature-256", ""),
-                                       expected):
-                    receiver.deliveries.append(json.loads(body))
-                    self.send_response(204)
-                else:
-                    receiver.bad_signatures += 1
-                    self.send_response(401)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/deploy"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [delivery["event"] for delivery in self.deliveries]
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver()
+    server = Receiver(SECRET)
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 def project_for(tmp_path, url: str, events: list[str]) -> Project:
@@ -148,3 +111,54 @@ def test_a_bad_configuration_is_a_warning_not_a_failure(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no notification is sent: slipway_notifications[0]: type must be one of" \
         in " ".join(result.stderr.split())
+
+
+def notify_project(tmp_path, url: str) -> Project:
+    """The collection's playbooks/notify.yml on an inventory whose webhook secret is vaulted."""
+    project = Project(tmp_path / "project", str(tmp_path / "history.sqlite3"),
+                      extra_hosts="[app:children]\nweb\n", group_vars={
+                          "slipway_notifications": [{"type": "webhook", "url": url,
+                                                     "secret": "{{ notify_secret }}",
+                                                     "events": ["approval_needed"]}]})
+    project.vault_password = tmp_path / "vault-password"
+    project.vault_password.write_text("vault-pass-for-the-test\n")
+    project.vault_password.chmod(0o600)
+    vaulted = subprocess.run(
+        [str(VENV_BIN / "ansible-vault"), "encrypt_string", "--vault-password-file",
+         str(project.vault_password), "--name", "notify_secret", SECRET],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    (project.inventory.parent / "group_vars" / "web.yml").write_text("---\n" + vaulted)
+    return project
+
+
+def run_notify(project: Project) -> subprocess.CompletedProcess:
+    return project.run(ROOT / "playbooks" / "notify.yml", "--vault-password-file",
+                       str(project.vault_password), "-e", json.dumps({
+                           "slipway_notify_event": "approval_needed",
+                           "slipway_notify_environment": "production",
+                           "slipway_notify_who": "alice", "slipway_notify_branch": "main",
+                           "slipway_notify_detail": "deploy of main waits for approval 3"}))
+
+
+def test_the_notify_playbook_sends_one_event_with_a_vaulted_secret(tmp_path, receiver):
+    project = notify_project(tmp_path, receiver.url)
+
+    result = run_notify(project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert receiver.bad_signatures == 0
+    assert receiver.events() == ["approval_needed"]
+    message = receiver.deliveries[0]
+    assert (message["environment"], message["who"], message["branch"], message["detail"]) == (
+        "production", "alice", "main", "deploy of main waits for approval 3")
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_the_notify_playbook_does_not_fail_when_the_receiver_is_down(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/hooks/deploy"
+    project = notify_project(tmp_path, url)
+
+    result = run_notify(project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NOT delivered after 2 attempts" in " ".join((result.stdout + result.stderr).split())
