@@ -178,7 +178,7 @@ def test_a_schedule_of_an_environment_that_needs_approval_waits_for_an_admin(sit
 def test_the_page_lists_the_schedules_with_their_next_run_and_last_outcome(site):
     schedules = wait_for_outcomes(site)
     staging = entry_of(schedules, "staging")
-    client, _ = login(site, "root")
+    client, _token = login(site, "root")
     try:
         page = client.get("/schedules")
     finally:

@@ -73,10 +73,10 @@ def deploy_charts(runs: Iterable[Mapping[str, Any]], period: str,
     ordered = sorted((run for run in runs if run.get("started_at")),
                      key=lambda run: run["started_at"])
     deploys = [0] * count
-    durations: list[list[int]] = [[] for _ in range(count)]
+    durations: list[list[int]] = [[] for _bucket in range(count)]
     finished = [0] * count
     failures = [0] * count
-    restores: list[list[float]] = [[] for _ in range(count)]
+    restores: list[list[float]] = [[] for _bucket in range(count)]
     incident: datetime | None = None
     for run in ordered:
         index = bucket(run["started_at"])

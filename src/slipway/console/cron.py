@@ -31,12 +31,12 @@ def _number(text: str, name: str, low: int, high: int) -> int:
 def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:
     values: set[int] = set()
     for part in text.split(","):
-        base, _, step_text = part.partition("/")
+        base, _slash, step_text = part.partition("/")
         step = _number(step_text, name, 1, high) if step_text else 1
         if base == "*":
             start, end = low, high
         elif "-" in base:
-            first, _, last = base.partition("-")
+            first, _dash, last = base.partition("-")
             start, end = _number(first, name, low, high), _number(last, name, low, high)
             if start > end:
                 raise CronError(f"{name}: the range {base!r} goes backwards")
@@ -92,8 +92,8 @@ def parse(expression: str) -> Cron:
     if len(parts) != len(FIELDS):
         raise CronError(f"{expression!r} has {len(parts)} fields, not 5 (minute hour "
                         "day-of-month month day-of-week)")
-    values = [_field(part, name, low, high) for part, (name, low, high) in zip(parts, FIELDS,
-                                                                                strict=True)]
+    values = [_field(part, name, low, high)
+              for part, (name, low, high) in zip(parts, FIELDS, strict=True)]
     # cron's Sunday is 0 (or 7), Monday 1; datetime's Monday is 0, Sunday 6.
     weekdays = frozenset((day - 1) % 7 for day in values[4])
     cron = Cron(expression=" ".join(parts), minutes=values[0], hours=values[1], days=values[2],
