@@ -19,9 +19,12 @@ if (( $# )); then
 else
     matrix=("${pinned#*==}@3.11" "2.20.10@3.12" "2.21.5@3.13")
 fi
-pytest_pin=$(pin pytest) && django_pin=$(pin Django) && smtpd_pin=$(pin aiosmtpd) || exit 2
-# (aiosmtpd: the notifications' unit tests deliver to a real SMTP server.)
-unit_requirements=("$pytest_pin" "$django_pin" "$smtpd_pin")
+unit_requirements=()
+# (aiosmtpd: the notifications' unit tests deliver to a real SMTP server; the database drivers:
+# the scheduled backups' runner checks for its engine's before it dumps.)
+for name in pytest Django aiosmtpd psycopg2-binary PyMySQL; do
+    unit_requirements+=("$(pin "$name")") || exit 2
+done
 # The default matrix and requires_ansible must agree: every version tested is claimed, and every
 # minor claimed (up to 2.40) is tested. (Given versions are not checked: try a new one first.)
 (( $# )) || "$root/.venv/bin/python" - meta/runtime.yml "${matrix[@]%@*}" <<'EOF' || exit 2
