@@ -208,6 +208,33 @@ def test_live_log_stream_passes_through_nginx(host, token):
     assert "event: end" in response["body"]
 
 
+def app_logs(host, token, unit):
+    response = http(host, f"/api/v1/environments/molecule/logs?unit={unit}&lines=50&since=1h",
+                    token=token)
+    assert response["status"] == 200, response["body"]
+    return json.loads(response["body"])
+
+
+def test_app_logs_show_each_unit_groups_journal_lines_read_on_the_app_host(host, token):
+    web = app_logs(host, token, "web")
+    assert web["rc"] == 0, web
+    assert [entry["host"] for entry in web["hosts"]] == ["target"]
+    assert web["hosts"][0]["error"] is None, web
+    assert "slipway-logs web blue is up" in web["hosts"][0]["output"]
+    assert "slipway-logs worker" not in web["hosts"][0]["output"]
+
+    processes = app_logs(host, token, "processes")["hosts"][0]
+    assert "slipway-logs worker is up" in processes["output"], processes
+    assert "slipway-logs web" not in processes["output"]
+
+
+def test_app_logs_refuse_a_unit_outside_the_fixed_list(host, token):
+    response = http(host, "/api/v1/environments/molecule/logs?unit=ssh", token=token)
+    assert response["status"] == 422, response
+    response = http(host, "/api/v1/environments/molecule/logs?unit=web&lines=501", token=token)
+    assert response["status"] == 422, response
+
+
 def test_unit_is_hardened_to_an_exposure_of_2_or_lower(host):
     output = host.check_output(f"systemd-analyze security {UNIT} --no-pager")
     verdict = output.strip().splitlines()[-1]

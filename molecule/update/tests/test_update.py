@@ -44,7 +44,8 @@ from deploy_steps import (  # noqa: E402
 )
 
 SCENARIO = Scenario("slipway-molecule-update")
-PROVISION_STATE = "/var/lib/slipway/provision"
+# Each app keeps its own provisioning records.
+PROVISION_STATE = "/var/lib/slipway/provision/shop"
 release_id = SCENARIO.release_id
 
 command_lines = command_lines_fixture(SCENARIO)
