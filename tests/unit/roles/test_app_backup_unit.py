@@ -40,8 +40,8 @@ def test_the_service_runs_db_backup_s_code_hardened_as_its_user(copy):
     assert ("ExecStart=/usr/bin/python3 -I /opt/slipway/backup/shop/slipway_backup.py run"
             in lines)
     assert "ReadWritePaths=/var/backups/shop-scheduled" in lines
-    # The app units' hardening, as is.
-    hardening = settings((TEMPLATES / "hardening.j2").read_text())
+    # The app units' hardening (the shared template, with its default umask), as is.
+    hardening = settings(render("hardening.j2"))
     assert hardening and all(line in lines for line in hardening)
     credentials = [line for line in lines if line.startswith("LoadCredential=")]
     expected = ["config:/etc/slipway/backup/shop/config.json",
