@@ -45,7 +45,7 @@ def role_variables(**variables) -> dict:
 def value(name: str, **variables):
     """One variable of the role as templated for a host with these variables."""
     templar = Templar(loader=DataLoader(), variables=role_variables(**variables))
-    return templar.template(trust_as_template("{{ %s }}" % name))
+    return templar.template(trust_as_template("{{ " + name + " }}"))
 
 
 def render(template: str = SITE, source: str | None = None, **variables) -> str:

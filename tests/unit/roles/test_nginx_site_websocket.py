@@ -70,7 +70,9 @@ def test_off_with_an_asgi_server_when_asked():
 @pytest.mark.parametrize(("server", "expected"), [
     (None, False), ("gunicorn", False), ("uvicorn", True), ("gunicorn+uvicorn-worker", True)])
 def test_the_default_follows_the_app_server(server, expected):
-    variables = {"app_name": "shop"} if server is None else {"app_name": "shop", "app_server": server}
+    variables = {"app_name": "shop"}
+    if server is not None:
+        variables["app_server"] = server
     assert nginx_site.value("nginx_websocket", **variables) is expected
 
 
