@@ -112,7 +112,7 @@ unit: venv ## Unit tests of the plugins
 	pytest -q tests/unit
 
 .PHONY: integration
-integration: venv host ## Integration tests against real PostgreSQL and MariaDB servers
+integration: venv host image ## Integration tests: real PostgreSQL and MariaDB servers, nginx and uvicorn in a container
 	pytest -q tests/integration
 
 .PHONY: molecule

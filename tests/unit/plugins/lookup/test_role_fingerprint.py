@@ -50,6 +50,14 @@ def test_a_variable_the_role_names_changes_its_digest_as_templated():
     assert digest("redis", slipway_test_port=8080) == digest("redis")
 
 
+def test_the_app_server_changes_nginx_digest_through_nginx_websocket_default():
+    # The provision play runs the lookup before the nginx role's defaults are loaded: the default
+    # of nginx_websocket counts through the variable it names, app_server.
+    assert digest("nginx", app_server="uvicorn") != digest("nginx")
+    assert digest("nginx", app_server="uvicorn") != digest("nginx", app_server="gunicorn")
+    assert digest("nginx", nginx_websocket=False) != digest("nginx", nginx_websocket=True)
+
+
 def test_a_secret_the_role_uses_changes_its_digest():
     assert digest("postgresql", app_db_password="other") != digest("postgresql")
 
