@@ -164,6 +164,7 @@ try:
     from slipway.history.store import SecretScrubber, utcnow
     from slipway.history.writer import start_writer
     from slipway.notify import Event, NotifyConfigError, deliver, parse_targets, secrets_of
+    from slipway.notify import bound as notify_bound
 except ImportError as exc:
     SLIPWAY_IMPORT_ERROR = exc
 else:
@@ -453,7 +454,7 @@ class CallbackModule(CallbackBase):
                 name="slipway-notify-started")
             self._notify_started.start()
 
-    def _notify(self, event, detail=""):
+    def _notify(self, event, detail="", deadline=None):
         fields = self._fields
         duration = None
         if event != "started" and self._started_at is not None:
@@ -464,7 +465,7 @@ class CallbackModule(CallbackBase):
             release=fields.get("release_id") or "", commit=fields.get("commit_hash") or "",
             branch=fields.get("branch") or "", playbook=fields.get("playbook") or "",
             duration=duration, run_url=os.environ.get("SLIPWAY_CONSOLE_RUN_URL", ""),
-            detail=detail or ""), scrub=self._scrubber.scrub)
+            detail=detail or ""), scrub=self._scrubber.scrub, deadline=deadline)
         for outcome in outcomes:
             self._log(outcome.line() + "\n")
         return outcomes
@@ -472,13 +473,17 @@ class CallbackModule(CallbackBase):
     def _notify_end(self, status, error):
         if not self._notify_targets:
             return
+        # The end of a run waits at most one delivery's bound in all: for the started event
+        # still on its way (sent first, so receivers see the events in order), then the end
+        # event in the time left. A receiver that never answers costs the run that bound.
+        deadline = time.monotonic() + notify_bound()
         if self._notify_started is not None:
-            self._notify_started.join(30)
+            self._notify_started.join(max(0.0, deadline - time.monotonic()))
         if status == "success":
             event = "rolled_back" if self._fields.get("kind") == "rollback" else "succeeded"
         else:
             event = "cancelled" if status == "interrupted" else "failed"
-        for outcome in self._notify(event, error if event == "failed" else ""):
+        for outcome in self._notify(event, error if event == "failed" else "", deadline):
             if not outcome.delivered:
                 self._display.warning(f"deploy history: {outcome.line()}")
 

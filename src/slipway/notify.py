@@ -5,9 +5,10 @@ WeCom, configured per environment in the inventory (``slipway_notifications``).
 
 Delivery never blocks or fails a deploy: every target is sent to in its own thread, each
 attempt is bounded by a timeout, a failed attempt is retried once, and :func:`deliver` returns
-after at most ``timeout * (retries + 1) + RETRY_PAUSE`` seconds with one :class:`Outcome` per
-target, whatever happened. Only the standard library is used (the deploy history callback runs
-this inside ansible-playbook's own Python).
+after at most :func:`bound` seconds (``timeout * (retries + 1) + RETRY_PAUSE * retries``), or
+by the deadline it is given, with one :class:`Outcome` per target, whatever happened. Only the
+standard library is used (the deploy history callback runs this inside ansible-playbook's own
+Python).
 
 No secret reaches a message: every text of the message goes through the caller's scrubber (the
 deploy history's), and the targets' own secrets (signing keys, SMTP password) are never part of
@@ -39,6 +40,8 @@ DEFAULT_EVENTS = ("succeeded", "failed", "rolled_back", "cancelled", "approval_n
 SIGNATURE_HEADER = "X-Slipway-Signature-256"
 DEFAULT_TIMEOUT = 5.0
 RETRY_PAUSE = 0.5
+# An attempt shorter than this is not started (a deadline is too close).
+MIN_ATTEMPT = 0.2
 USER_AGENT = "slipway-notify/1"
 # Keys of a target that hold secrets: never shown, never in a message.
 SECRET_KEYS = ("secret", "smtp_password")
@@ -322,25 +325,38 @@ def _error(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"[:200]
 
 
+def bound(timeout: float = DEFAULT_TIMEOUT, retries: int = 1) -> float:
+    """The longest one delivery takes: every attempt timing out, with the pauses between."""
+    return timeout * (retries + 1) + RETRY_PAUSE * retries
+
+
 def send(target: Target, event: Event, timeout: float = DEFAULT_TIMEOUT,
-         retries: int = 1) -> Outcome:
-    """One target: an attempt, and up to ``retries`` more after a failure. Never raises."""
+         retries: int = 1, deadline: float | None = None) -> Outcome:
+    """One target: an attempt, and up to ``retries`` more after a failure. Never raises.
+    With ``deadline`` (a time.monotonic() value), no attempt runs past it."""
     sender = _send_email if target.type == "email" else _send_http
-    detail = ""
+    detail = "gave up: no time left within the bound"
+    attempts = 0
     for attempt in range(1, retries + 2):
+        left = timeout if deadline is None else min(timeout, deadline - time.monotonic())
+        if left < MIN_ATTEMPT:
+            break
+        attempts = attempt
         try:
-            detail = sender(target, event, timeout)
+            detail = sender(target, event, left)
             return Outcome(target.label, event.event, True, attempt, detail)
         except Exception as exc:  # noqa: BLE001 - any failure is an outcome, never raised
             detail = _error(exc)
         if attempt <= retries:
             time.sleep(RETRY_PAUSE)
-    return Outcome(target.label, event.event, False, retries + 1, detail)
+    return Outcome(target.label, event.event, False, attempts, detail)
 
 
 def deliver(targets: Iterable[Target], event: Event, *, scrub: Callable[[str], str] = str,
-            timeout: float = DEFAULT_TIMEOUT, retries: int = 1) -> list[Outcome]:
-    """Send ``event`` to every target that asked for it, at once; return within the bound."""
+            timeout: float = DEFAULT_TIMEOUT, retries: int = 1,
+            deadline: float | None = None) -> list[Outcome]:
+    """Send ``event`` to every target that asked for it, at once; return within the bound, or
+    by ``deadline`` (a time.monotonic() value) when that comes first."""
     chosen = [target for target in targets if event.event in target.events]
     if not chosen:
         return []
@@ -348,16 +364,18 @@ def deliver(targets: Iterable[Target], event: Event, *, scrub: Callable[[str], s
     results: dict[int, Outcome] = {}
 
     def run(index: int, target: Target) -> None:
-        results[index] = send(target, clean, timeout, retries)
+        results[index] = send(target, clean, timeout, retries, deadline)
 
     threads = [threading.Thread(target=run, args=(index, target), daemon=True,
                                 name=f"slipway-notify-{index}")
                for index, target in enumerate(chosen)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + timeout * (retries + 1) + RETRY_PAUSE * retries + 1
+    until = time.monotonic() + bound(timeout, retries)
+    if deadline is not None:
+        until = min(until, deadline)
     for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        thread.join(max(0.0, until + 1 - time.monotonic()))
     return [results.get(index) or Outcome(target.label, event.event, False, 0,
                                           "gave up: no answer within the time bound")
             for index, target in enumerate(chosen)]

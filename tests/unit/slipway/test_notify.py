@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -193,6 +194,27 @@ def test_an_unanswering_receiver_costs_at_most_the_bounded_timeout():
         silent.close()
     assert not outcome.delivered and outcome.attempts == 2
     assert "timed out" in outcome.detail
+
+
+def test_no_attempt_runs_past_the_deadline_it_is_given():
+    # The end of a run gives its event what is left of one bound: with the deadline inside
+    # the first attempt's pause, the retry is not started.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        [target] = targets([{"type": "slack",
+                             "url": f"http://127.0.0.1:{silent.getsockname()[1]}/"}])
+        [outcome] = notify.deliver([target], EVENT, timeout=0.5,
+                                   deadline=time.monotonic() + 0.6)
+        [late] = notify.deliver([target], EVENT, timeout=0.5, deadline=time.monotonic() - 1)
+    finally:
+        silent.close()
+    assert not outcome.delivered and outcome.attempts == 1
+    assert "timed out" in outcome.detail
+    assert not late.delivered and late.attempts == 0
+    assert late.detail == "gave up: no time left within the bound"
+    assert notify.bound(timeout=5, retries=1) == 10.5
 
 
 def test_a_refused_connection_is_an_outcome_not_an_error():
