@@ -289,3 +289,14 @@ def test_v3_fails_its_migration_partway_while_v2_serves(site, versions):
         assert status == 201
         status, tasks = request("GET", base + "/api/tasks")
         assert status == 200 and task["id"] in [entry["id"] for entry in tasks]
+
+
+def test_health_answers_503_when_the_database_is_unreachable(site, versions):
+    slot, release = site.install(versions["v1"], "blue")
+    closed = database_url("nobody", "x", "127.0.0.1", free_port(), "nothing")
+    unreachable = Site(root=site.root, venv=site.venv, url=closed, admin=site.admin)
+    with serving(unreachable, slot) as base:
+        status, health = request("GET", base + "/health")
+    assert status == 503
+    assert health == {"status": "unavailable", "release": release, "version": "v1",
+                      "database": {"reachable": False, "error": "OperationalError"}}
