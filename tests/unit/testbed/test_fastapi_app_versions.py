@@ -73,7 +73,7 @@ def test_each_version_has_the_files_a_deploy_needs(outdir, version):
     deploy = fastapi_app.DEPLOY
     assert (tree / deploy["app_requirements_file"]).is_file()
     assert (tree / deploy["app_env"]["ALEMBIC_CONFIG"]).is_file()
-    module, _, attr = deploy["app_asgi_application"].partition(":")
+    module, attr = deploy["app_asgi_application"].split(":")
     main = tree / deploy["app_env"]["PYTHONPATH"] / Path(*module.split(".")).with_suffix(".py")
     assert re.search(rf"^{attr} = FastAPI\(", main.read_text(), re.MULTILINE)
     assert (tree / deploy["app_frontend"]["path"] / "package.json").is_file()
@@ -130,10 +130,9 @@ def test_the_lock_fixture_installs_from_the_public_registry_only():
         tarball = package_name.rsplit("/", 1)[-1]
         assert entry["resolved"] == (
             f"{REGISTRY}{package_name}/-/{tarball}-{entry['version']}.tgz"), name
-        algorithm, _, digest = entry["integrity"].partition("-")
+        algorithm, digest = entry["integrity"].split("-", 1)
         assert algorithm == "sha512", name
         assert len(base64.b64decode(digest, validate=True)) == 64, name
         # Pure JavaScript: nothing to compile or to run at install time.
         assert not entry.get("hasInstallScript") and not entry.get("gypfile"), name
         assert entry.get("dev") is True, name
-
