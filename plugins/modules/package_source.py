@@ -58,6 +58,33 @@ options:
     choices: [auto, requirements, uv, pyproject]
     default: auto
     version_added: "0.2.0"
+  frontend:
+    description:
+      - A front end built from the source on the build host (the app role's C(app_frontend)).
+        The module checks it and returns RV(frontend), whose C(digest) keys the build cache;
+        it builds nothing (the controller needs no Node.js).
+      - The digest covers the lock file, every file under O(frontend.path) except
+        C(node_modules) and O(frontend.output) (and what O(exclude) leaves out), the build
+        command and O(frontend.node), so any change to what the build reads gives a new key.
+    type: dict
+    suboptions:
+      path:
+        description: The front end's directory in the source (where C(package.json) is).
+        type: str
+        required: true
+      output:
+        description: The directory, under O(frontend.path), that the build writes.
+        type: str
+        default: dist
+      build:
+        description: The build command, run in O(frontend.path).
+        type: str
+        default: npm ci && npm run build
+      node:
+        description: The Node.js the build runs on (part of the digest).
+        type: str
+        default: debian
+    version_added: "0.2.0"
 attributes:
   check_mode:
     description: Can run in check mode and predict its changes without making them.
@@ -147,6 +174,23 @@ requirements_digest:
   returned: always
   type: str
   sample: 1b4f0e9851971998e732078544c96b36c3d01cedf7caa332359d6f1d83567014
+frontend:
+  description:
+    - With O(frontend), the front end as checked - C(path), C(output), C(build), C(node),
+      C(lock_file) (the lock file found in O(frontend.path)), C(files) (the number of files the
+      digest covers) and C(digest) (SHA-256 over them, the lock file, the build command and the
+      Node.js). Empty without O(frontend).
+  returned: always
+  type: dict
+  sample:
+    path: frontend
+    output: dist
+    build: npm ci && npm run build
+    node: debian
+    lock_file: package-lock.json
+    files: 12
+    digest: 5d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c3f2a9c1b7d0e
+  version_added: "0.2.0"
 files:
   description: Number of files in the archive.
   returned: always
@@ -346,6 +390,52 @@ def git_checkout(url: str, version: str, cache: str, into: str) -> tuple[str, st
     return commit, branch
 
 
+# The lock files of npm, Yarn and pnpm, in the order they are looked for.
+LOCK_FILES = ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
+
+
+def _relative_dir(value: object, what: str) -> str:
+    """A clean relative directory name, or a SourceError saying what was wrong."""
+    text = str(value or "").strip().rstrip("/")
+    if (not text or text.startswith(("/", "~")) or "\\" in text
+            or any(part in ("", ".", "..") for part in text.split("/"))
+            or any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)):
+        raise SourceError(f"{what} must be a relative directory inside the source, without "
+                          f"'..', '.', empty parts or control characters (found {value!r})")
+    return text
+
+
+def frontend_info(root: str, files: list[str], frontend: dict) -> dict:
+    """Check a front end in the packaged files; its digest, lock file and file count."""
+    path = _relative_dir(frontend.get("path"), "app_frontend.path")
+    output = _relative_dir(frontend.get("output") or "dist", "app_frontend.output")
+    build = str(frontend.get("build") or "npm ci && npm run build").strip()
+    node = str(frontend.get("node") or "debian").strip()
+    if not os.path.isdir(os.path.join(root, path)):
+        raise SourceError(f"app_frontend.path {path!r} is not a directory of the source; point "
+                          "it at the directory that holds the front end's package.json")
+    prefix = path + "/"
+    mine = [name[len(prefix):] for name in files if name.startswith(prefix)]
+    if "package.json" not in mine:
+        raise SourceError(f"app_frontend.path {path!r} has no package.json (or it is left out "
+                          "by app_source_exclude); point it at the front end's directory")
+    found = [name for name in LOCK_FILES if name in mine]
+    if not found:
+        raise SourceError(f"the front end in {path!r} has no lock file (looked for "
+                          f"{', '.join(LOCK_FILES)}): a build from package.json alone installs "
+                          "whatever versions are newest that day. Commit one (for npm: npm "
+                          "install --package-lock-only)")
+    # What the build reads: not its own output, and not installed packages (the lock file
+    # stands for those).
+    covered = [name for name in mine if "/node_modules/" not in f"/{name}"
+               and not f"{name}/".startswith(f"{output}/")]
+    digest = hashlib.sha256()
+    digest.update(f"build\0{build}\nnode\0{node}\nlock\0{found[0]}\n".encode())
+    digest.update(tree_digest(os.path.join(root, path), covered).encode())
+    return {"path": path, "output": output, "build": build, "node": node,
+            "lock_file": found[0], "files": len(covered), "digest": digest.hexdigest()}
+
+
 def package(params: dict, check_mode: bool) -> dict:
     source = params["source"]
     dest = params["dest"]
@@ -382,6 +472,8 @@ def package(params: dict, check_mode: bool) -> dict:
         if left_out:
             raise SourceError(f"the dependency files {', '.join(left_out)} are left out of the "
                               f"release by app_source_exclude {patterns}; keep them in")
+        frontend = params.get("frontend")
+        frontend = frontend_info(root, files, frontend) if frontend else {}
         archive = os.path.join(dest, f"{release_id}.tar.gz")
         changed = not os.path.exists(archive)
         if changed and not check_mode:
@@ -395,6 +487,7 @@ def package(params: dict, check_mode: bool) -> dict:
             files=len(files),
             dependencies=dependencies,
             requirements_digest=dependencies["digest"],
+            frontend=frontend,
         )
     return result
 
@@ -412,6 +505,12 @@ def main() -> None:
             "requirements": {"type": "str", "default": "requirements.txt"},
             "dependencies": {"type": "str", "default": "auto",
                              "choices": ["auto", "requirements", "uv", "pyproject"]},
+            "frontend": {"type": "dict", "options": {
+                "path": {"type": "str", "required": True},
+                "output": {"type": "str", "default": "dist"},
+                "build": {"type": "str", "default": "npm ci && npm run build"},
+                "node": {"type": "str", "default": "debian"},
+            }},
         },
         supports_check_mode=True,
     )

@@ -160,3 +160,100 @@ def test_a_version_git_could_read_as_an_option_is_refused_before_git_runs(
                 version=version.replace("MARKER", str(marker)))
     assert not (tmp_path / "out" / "git").exists()
     assert not marker.exists()
+
+
+FRONTEND = {"path": "frontend", "output": "dist", "build": "npm ci && npm run build",
+            "node": "debian"}
+
+
+def make_frontend(app: Path) -> Path:
+    front = app / "frontend"
+    (front / "src").mkdir(parents=True)
+    (front / "package.json").write_text('{"name": "front", "scripts": {"build": "node b.mjs"}}\n')
+    (front / "package-lock.json").write_text('{"lockfileVersion": 3, "packages": {}}\n')
+    (front / "src" / "app.js").write_text("console.log('v1');\n")
+    return front
+
+
+def package_frontend(app: Path, dest: Path, frontend: dict | None = None,
+                     exclude: list[str] | None = None):
+    params = {"source": str(app), "version": "HEAD", "dest": str(dest),
+              "exclude": EXCLUDE + ["node_modules"] if exclude is None else exclude,
+              "requirements": "requirements.txt", "dependencies": "auto",
+              "frontend": FRONTEND if frontend is None else frontend}
+    return package_source.package(params, False)
+
+
+def test_a_front_end_is_reported_with_a_digest_of_what_its_build_reads(tmp_path):
+    app = make_app(tmp_path / "app")
+    make_frontend(app)
+
+    result = package_frontend(app, tmp_path / "out")
+
+    frontend = result["frontend"]
+    assert (frontend["path"], frontend["output"], frontend["lock_file"]) == (
+        "frontend", "dist", "package-lock.json")
+    assert frontend["files"] == 3
+    assert len(frontend["digest"]) == 64
+    assert package(app, tmp_path / "out")["frontend"] == {}
+
+
+def test_the_front_end_digest_follows_its_sources_lock_build_and_node_only(tmp_path):
+    app = make_app(tmp_path / "app")
+    front = make_frontend(app)
+    first = package_frontend(app, tmp_path / "out")["frontend"]["digest"]
+
+    # Its own output, installed packages and the Python side do not change it.
+    (front / "dist").mkdir()
+    (front / "dist" / "app.js").write_text("built\n")
+    (front / "node_modules" / "terser").mkdir(parents=True)
+    (front / "node_modules" / "terser" / "index.js").write_text("x\n")
+    (app / "config" / "settings.py").write_text("DEBUG = True\n")
+    assert package_frontend(app, tmp_path / "out", exclude=EXCLUDE)["frontend"]["digest"] \
+        == first
+
+    digests = {first}
+    (front / "src" / "app.js").write_text("console.log('v2');\n")
+    digests.add(package_frontend(app, tmp_path / "out")["frontend"]["digest"])
+    (front / "package-lock.json").write_text('{"lockfileVersion": 3, "packages": {"a": {}}}\n')
+    digests.add(package_frontend(app, tmp_path / "out")["frontend"]["digest"])
+    digests.add(package_frontend(app, tmp_path / "out", {**FRONTEND, "build": "npm run build"})
+                ["frontend"]["digest"])
+    digests.add(package_frontend(app, tmp_path / "out", {**FRONTEND, "node": "22"})
+                ["frontend"]["digest"])
+    assert len(digests) == 5
+
+
+def test_a_front_end_without_a_lock_file_is_refused(tmp_path):
+    app = make_app(tmp_path / "app")
+    (make_frontend(app) / "package-lock.json").unlink()
+
+    with pytest.raises(package_source.SourceError, match="has no lock file"):
+        package_frontend(app, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_yarn_lock_counts_as_the_lock_file(tmp_path):
+    app = make_app(tmp_path / "app")
+    front = make_frontend(app)
+    (front / "package-lock.json").unlink()
+    (front / "yarn.lock").write_text("# yarn lockfile v1\n")
+
+    assert package_frontend(app, tmp_path / "out")["frontend"]["lock_file"] == "yarn.lock"
+
+
+@pytest.mark.parametrize(("frontend", "message"), [
+    ({"path": "web"}, "is not a directory of the source"),
+    ({"path": "config"}, "has no package.json"),
+    ({"path": "../frontend"}, "must be a relative directory"),
+    ({"path": "/srv/frontend"}, "must be a relative directory"),
+    ({"path": "frontend", "output": "../dist"}, "must be a relative directory"),
+    ({"path": "frontend", "output": "di\nst"}, "must be a relative directory"),
+])
+def test_a_bad_front_end_is_refused_before_anything_is_written(tmp_path, frontend, message):
+    app = make_app(tmp_path / "app")
+    make_frontend(app)
+
+    with pytest.raises(package_source.SourceError, match=message):
+        package_frontend(app, tmp_path / "out", {**FRONTEND, **frontend})
+    assert not (tmp_path / "out").exists()
