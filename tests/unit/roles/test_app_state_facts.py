@@ -52,6 +52,10 @@ def _strings(value: Any):
             yield from _strings(item)
 
 
+IMPORTS = {"import_tasks", "include_tasks",
+           "ansible.builtin.import_tasks", "ansible.builtin.include_tasks"}
+
+
 class Facts:
     """Where each __app_* name is set (and how) and read, per file."""
 
@@ -59,6 +63,8 @@ class Facts:
         self.set_by: dict[str, set[str]] = defaultdict(set)     # any way: vars, facts...
         self.fact_in: dict[str, set[str]] = defaultdict(set)    # set_fact or register
         self.read_in: dict[str, set[str]] = defaultdict(set)
+        # Task and block vars: in scope in their file, and in the files their tasks import.
+        self.scoped: dict[str, set[str]] = defaultdict(set)     # file -> names
         self.state_tasks: list[tuple[str, str, str, bool]] = []  # file, task, value, run_once
 
     def read(self, where: str, value: Any) -> None:
@@ -71,24 +77,30 @@ class Facts:
         if fact:
             self.fact_in[name].add(where)
 
-    def tasks(self, where: str, tasks: Any, run_once: bool = False) -> None:
+    def tasks(self, where: str, tasks: Any, run_once: bool = False,
+              scope: frozenset = frozenset()) -> None:
         for task in tasks or []:
             if isinstance(task, dict):
-                self.task(where, task, run_once)
+                self.task(where, task, run_once, scope)
 
-    def task(self, where: str, task: dict, inherited_run_once: bool) -> None:
+    def task(self, where: str, task: dict, inherited_run_once: bool, inherited: frozenset) -> None:
         run_once = inherited_run_once or task.get("run_once") in (True, "true", "yes")
-        for name in (task.get("vars") or {}):
-            self.set(where, name)
+        scope = inherited | frozenset(task.get("vars") or {})
+        self.scoped[where] |= scope
         if "loop_control" in task:
             loop_var = (task["loop_control"] or {}).get("loop_var")
             if loop_var:
                 self.set(where, loop_var)
         if isinstance(task.get("register"), str):
             self.set(where, task["register"], fact=True)
+        for module in IMPORTS & task.keys():
+            target = task[module]
+            target = target.get("file", "") if isinstance(target, dict) else str(target)
+            if "{{" not in target:
+                self.scoped[f"tasks/{Path(target).name}"] |= scope
         if any(key in task for key in BLOCK_KEYS):
             for key in BLOCK_KEYS:
-                self.tasks(where, task.get(key), run_once)
+                self.tasks(where, task.get(key), run_once, scope)
             self.read(where, {k: v for k, v in task.items() if k not in BLOCK_KEYS + ("vars",)})
             self.read(where, list((task.get("vars") or {}).values()))
             return
@@ -101,6 +113,21 @@ class Facts:
                     self.state_tasks.append((where, task.get("name", "?"), str(value), run_once))
         self.read(where, {k: v for k, v in task.items() if k not in ("register", "vars")})
         self.read(where, list((task.get("vars") or {}).values()))
+
+    def unset_reads(self) -> dict[str, list[str]]:
+        """Reads of names that nothing sets where they are read (a task's or block's vars are in
+        scope in its file and in the files it imports; facts, role and play vars everywhere)."""
+        every_scoped = set().union(*self.scoped.values())
+        unset = {}
+        for name, files in self.read_in.items():
+            if self.set_by[name]:
+                continue
+            missing = [where for where in files
+                       if (name not in self.scoped[where] if where.startswith("tasks/")
+                           else name not in every_scoped)]
+            if missing:
+                unset[name] = sorted(missing)
+        return unset
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +163,8 @@ def test_the_guard_sees_the_state(facts: Facts) -> None:
 
 
 def test_every_app_name_read_is_set(facts: Facts) -> None:
-    unset = {name: sorted(files) for name, files in facts.read_in.items() if name not in facts.set_by}
-    assert unset == {}, f"read but never set (set_fact, register, vars): {unset}"
+    unset = facts.unset_reads()
+    assert unset == {}, f"read but never set where read (set_fact, register, vars): {unset}"
 
 
 def test_facts_do_not_cross_files_but_the_state(facts: Facts) -> None:
