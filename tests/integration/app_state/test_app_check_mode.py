@@ -1,11 +1,13 @@
-"""The app role's deploy in check mode on this machine (two app hosts, both local): prepare and
-release as deploy.yml runs them, as two plays, with the tags that need no database or systemd
-(build, static). Check mode changes nothing; the test files are written with check_mode: false.
+"""The app role's deploy and rollback in check mode on this machine (two app hosts, both local):
+prepare and release as deploy.yml runs them, as two plays, with the tags that need no database
+(build, static, restart), and playbooks/rollback.yml to the release that runs, against releases
+laid out by the test. systemctl is a stand-in that finds every unit running (check mode starts
+nothing); the test's files are written with check_mode: false.
 
 It proves what the unit guard (tests/unit/roles/test_app_state_facts.py) cannot: that the one
-fact, __app_state, is built as the role runs, carries from the prepare play to the release play,
-holds the run's and the release's shared values on every host, and that the hooks' app_release
-is its projection with the documented keys."""
+fact, __app_state, is built as the role runs, carries from the prepare play to the release play
+(and through the rollback's plays), holds the run's and the release's shared values on every
+host, and that the hooks' app_release is its projection with the documented keys."""
 
 from __future__ import annotations
 
@@ -21,6 +23,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 VENV_BIN = ROOT / ".venv" / "bin"
 HOSTS = ("app1", "app2")
+SYSTEMCTL = """#!/bin/sh
+# Every unit is loaded, enabled and running.
+for arg in "$@"; do last=$arg; done
+case " $* " in
+  *" show "*) printf 'Id=%s\\nLoadState=loaded\\nActiveState=active\\nSubState=running\\n' "$last"
+              echo UnitFileState=enabled;;
+  *" is-enabled "*) echo enabled;;
+  *" is-active "*) echo active;;
+esac
+exit 0
+"""
 HOOK_KEYS = {"stage", "app", "environment", "id", "path", "previous", "serving", "root", "python",
              "manage", "user"}
 
@@ -43,18 +56,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "app_backup_dir": str(work / "backups"), "app_python_install_dir": str(work / "python"),
         "app_secret_key": "not-a-secret", "app_db_password": "not-a-secret",
         "app_redis_password": "not-a-secret", "app_admin_create": False,
-        "app_hooks": {"before_build": "hooks/record.yml"},
+        "app_hooks": {"before_build": "hooks/record.yml", "after_switch": "hooks/record.yml",
+                      "after_rollback": "hooks/record.yml"},
     }
     (inventory / "group_vars" / "all.yml").write_text(json.dumps(settings))
     (inventory / "hooks" / "record.yml").write_text(textwrap.dedent(f"""\
-        - name: Keep the hook's facts
+        - name: Keep the hook's facts, and the state they come from
           ansible.builtin.copy:
-            content: "{{{{ app_release | to_json }}}}"
-            dest: "{work}/hook-{{{{ inventory_hostname }}}}.json"
+            content: "{{{{ {{'app_release': app_release, 'state': __app_state}} | to_json }}}}"
+            dest: "{work}/hook-{{{{ inventory_hostname }}}}-{{{{ app_release.stage }}}}.json"
             mode: "0600"
           delegate_to: localhost
           check_mode: false
         """))
+    (work / "bin").mkdir()
+    (work / "bin" / "systemctl").write_text(SYSTEMCTL)
+    (work / "bin" / "systemctl").chmod(0o755)
     keep_state = textwrap.dedent(f"""\
         - name: Keep the state after the play
           ansible.builtin.copy:
@@ -92,13 +109,30 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             prepared=textwrap.indent(keep_state.replace("STAGE", "prepared"), " " * 4),
             released=textwrap.indent(keep_state.replace("STAGE", "released"), " " * 4)))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-           "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": str(work),
+           "PATH": f"{work / 'bin'}:{VENV_BIN}:{os.environ['PATH']}", "HOME": str(work),
            "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.default", "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory / "hosts.ini"), str(playbook),
-         "--check", "--tags", "build,static"],
+         "--check", "--tags", "build,static,restart"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+    # A rollback to the release that runs (r1; r0 ran before it), in its own app root.
+    root = work / "rollback"
+    for release, day in (("r0", "01"), ("r1", "02")):
+        (root / "releases" / release).mkdir(parents=True)
+        (root / "releases" / release / ".slipway-release.json").write_text(json.dumps(
+            {"release_id": release, "commit": f"commit-{release}", "branch": "main",
+             "built_at": f"2026-{day}-01T00:00:00Z"}))
+        (root / "releases" / release / ".slipway-status.json").write_text(json.dumps(
+            {"status": "succeeded", "deployed_at": f"2026-{day}-01T00:00:00Z", "migrations": {}}))
+    (root / "current").symlink_to(root / "releases" / "r1")
+    rollback = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory / "hosts.ini"),
+         str(ROOT / "playbooks" / "rollback.yml"), "--check", "-e", "release=r1",
+         "-e", f"app_root={root}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert rollback.returncode == 0, rollback.stdout[-6000:] + rollback.stderr[-3000:]
 
     def read(name: str) -> dict:
         return json.loads((work / name).read_text())
@@ -106,7 +140,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"work": work, "output": proc.stdout,
             "prepared": {host: read(f"state-{host}-prepared.json") for host in HOSTS},
             "released": {host: read(f"state-{host}-released.json") for host in HOSTS},
-            "hook": {host: read(f"hook-{host}.json") for host in HOSTS}}
+            "hook": {host: read(f"hook-{host}-before_build.json") for host in HOSTS},
+            "switched": {host: read(f"hook-{host}-after_switch.json") for host in HOSTS},
+            "rolled_back": {host: read(f"hook-{host}-after_rollback.json") for host in HOSTS}}
 
 
 def test_the_state_holds_the_run_and_the_release(run: dict) -> None:
@@ -139,11 +175,17 @@ def test_the_state_carries_into_the_release_play(run: dict) -> None:
         assert {key: released[key] for key in prepared} == prepared
         assert released["built"] is False
         assert released["units_changed"] in (True, False)
+        # No slot served before: the release starts in blue and nginx is pointed at it.
+        assert released["slot"]["live"] == ""
+        assert released["slot"]["next"] == "blue"
+        assert released["slot"]["switch"] is True and released["slot"]["switched"] is True
+        assert released["slot"]["current_changed"] is True
+        assert run["switched"][host]["state"] == released
 
 
 def test_the_hooks_get_app_release_from_the_state(run: dict) -> None:
     for host in HOSTS:
-        hook, state = run["hook"][host], run["prepared"][host]
+        hook, state = run["hook"][host]["app_release"], run["prepared"][host]
         assert set(hook) == HOOK_KEYS
         assert hook["stage"] == "before_build"
         assert (hook["app"], hook["environment"]) == ("slipcheck", "check")
@@ -153,3 +195,22 @@ def test_the_hooks_get_app_release_from_the_state(run: dict) -> None:
         assert hook["python"] == state["dir"] + "/venv/bin/python"
         assert hook["manage"] == f"{run['work']}/srv/bin/manage-release {state['dir']}"
         assert hook["user"] == "slipcheck"
+
+
+def test_the_rollback_carries_its_state_through_its_plays(run: dict) -> None:
+    run_ids = set()
+    for host in HOSTS:
+        hook, state = run["rolled_back"][host]["app_release"], run["rolled_back"][host]["state"]
+        run_ids.add(state["run_id"])
+        root = f"{run['work']}/rollback"
+        assert (state["id"], state["previous"], state["dir"]) == ("r1", "r1", f"{root}/releases/r1")
+        assert state["preview"] is False and state["recorded"] is True and state["built"] is True
+        assert state["rollback"]["newer_dir"] == f"{root}/releases/r1"
+        assert state["rollback"]["target_record"]["commit"] == "commit-r1"
+        assert state["rollback"]["unapply"] == []
+        assert "restore_backup" not in state["rollback"]
+        assert state["slot"]["switch"] is True
+        assert set(hook) == HOOK_KEYS
+        assert (hook["stage"], hook["id"], hook["previous"], hook["serving"]) == (
+            "after_rollback", "r1", "r1", "r1")
+    assert len(run_ids) == 1
