@@ -7,7 +7,8 @@ own templates by Ansible (tests/testbed/nginx_site.py):
   message comes back echoed; a plain GET still works and reaches the app without Connection
   or Upgrade headers (the upstream keepalive is kept);
 - ws-on-2 (on too): a second site with its own map, in the same nginx (nginx -t passes);
-- ws-off (nginx_websocket off): the handshake is not upgraded, the app sees a plain GET.
+- ws-off (nginx_websocket off): the handshake is not upgraded, the app sees a plain GET;
+- other: a site of nginx_sites (not the app's) in the same nginx, proxying to the same socket.
 
 Needs podman and localhost/slipway-debian12-systemd:latest (`make host image`; `make integration`
 makes both), and the Debian mirror and PyPI from the container.
@@ -48,6 +49,10 @@ SITES = {
     "ws-on-2": (8082, {"app_server": "gunicorn+uvicorn-worker"}),
     "ws-off": (8081, {"app_server": "uvicorn", "nginx_websocket": False}),
 }
+# A site of nginx_sites (not the app's): a proxy to the same socket, with a location of its own.
+OTHER = {"name": "other", "listen_port": 8083, "upstream": [f"unix:{SOCKET}"],
+         "hide_headers": ["X-Frame-Options"],
+         "locations": [{"match": "~ ^/events/", "buffering": False, "read_timeout": "10m"}]}
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for Sec-WebSocket-Accept
 
 # A pure ASGI app: HTTP answers with the connection headers it was given, a WebSocket echoes.
@@ -132,7 +137,8 @@ def testbed():
     if run("podman", "image", "exists", IMAGE, check=False).returncode != 0:
         pytest.fail(f"the test bed's image {IMAGE} is missing: `make image` builds it")
     name = f"slipway-test-ws-{uuid.uuid4().hex[:10]}"
-    publish = [arg for port, _ in SITES.values() for arg in ("-p", f"127.0.0.1::{port}")]
+    publish = [arg for port in [port for port, _ in SITES.values()] + [OTHER["listen_port"]]
+               for arg in ("-p", f"127.0.0.1::{port}")]
     try:
         run("podman", "run", "-d", "--name", name, "--label", "slipway.test=websocket-proxy",
             *publish, IMAGE, "sleep", "infinity")
@@ -157,10 +163,16 @@ def testbed():
             for path, content in site_files(site, {**common, **variables}).items():
                 container.write(path, content)
             container.sh(f"ln -sf /etc/nginx/sites-available/{site}.conf /etc/nginx/sites-enabled/")
+        other = {**nginx_site.role_variables()["__nginx_site_defaults"], **OTHER, "tls": False,
+                 "certificate_file": "", "certificate_key_file": ""}
+        container.write("/etc/nginx/sites-available/other.conf",
+                        nginx_site.render(nginx_site.SITE, __nginx_site=other))
+        container.sh("ln -sf /etc/nginx/sites-available/other.conf /etc/nginx/sites-enabled/")
         test = container.sh("nginx -t", check=False)
         assert test.returncode == 0, f"nginx -t refused the sites:\n{test.stderr}"
         container.sh("nginx")
         ports = {site: container.port(port) for site, (port, _) in SITES.items()}
+        ports["other"] = container.port(OTHER["listen_port"])
 
         def answers() -> bool:
             try:
@@ -267,3 +279,22 @@ def test_off_the_handshake_is_not_upgraded(testbed):
     # nginx passed it on as a plain request: the app answered it and saw no Upgrade.
     assert result["status"] == 200
     assert json.loads(result["body"]) == {"path": "/ws", "connection": "", "upgrade": ""}
+
+
+@pytest.mark.parametrize("path", ["/page", "/events/1"])
+def test_a_site_of_nginx_sites_proxies_to_its_own_upstream(testbed, path):
+    # Written from the app's site template beside the app's sites (nginx -t passed them all):
+    # its location of its own and location / both reach the app, the security headers once.
+    _, ports = testbed
+    connection = http.client.HTTPConnection("127.0.0.1", ports["other"], timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        seen = json.loads(response.read())
+        frame_options = [value for name, value in response.getheaders()
+                         if name.lower() == "x-frame-options"]
+    finally:
+        connection.close()
+    assert response.status == 200
+    assert seen["path"] == path
+    assert frame_options == ["DENY"]
