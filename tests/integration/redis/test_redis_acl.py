@@ -61,7 +61,7 @@ with Connection(url) as connection:
     message.ack()
     queue.close()
 client = redis.Redis.from_url(url)
-seen["whoami"] = client.acl_whoami().decode()
+seen["whoami"] = str(client.acl_whoami())
 with client.pipeline(transaction=True) as pipe:  # MULTI/EXEC
     pipe.lpush("q", "a").expire("q", 60).execute()
 seen["brpop"] = client.brpop(["q"], timeout=5)[1].decode()
