@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: redis_user_name
 short_description: Whether a name can be an app's Redis (or Valkey) ACL user
-version_added: "0.3.0"
+version_added: "0.2.0"
 description:
   - True when the name starts with a letter and holds only letters, digits, C(_), C(.) and
     C(-), at most 64 characters, and is not one of the users the redis role keeps for itself
