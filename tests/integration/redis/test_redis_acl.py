@@ -21,11 +21,14 @@ container's own address too, as for an app on another host:
 The tests run in file order: the last ones change the host.
 
 Needs podman and localhost/slipway-debian12-systemd:latest (`make host image`), and the Debian
-mirror and PyPI from the container.
+mirror and PyPI from the container. With
+SLIPWAY_REDIS_TEST_IMAGE=localhost/slipway-debian13-systemd:latest they run on Debian 13, whose
+server is Valkey (/etc/valkey, valkey-cli).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -39,12 +42,16 @@ sys.path.insert(0, str(ROOT / "tests" / "testbed"))
 
 from ansible_task import run_playbook  # noqa: E402
 from role_templates import app_redis_url  # noqa: E402
-from testbed_container import Container, debian_container  # noqa: E402
+from testbed_container import DEBIAN12, Container, debian_container  # noqa: E402
 
 KOMBU = ["kombu==5.5.4", "redis==5.2.1"]  # what celery[redis] 5.5.3 (examples/app) installs
 LEGACY = "legacy-single-password"
 APPS = {"alpha": "alpha/pw:@ %1", "beta": "beta-pw"}
-CONF = "/etc/redis"
+IMAGE = os.environ.get("SLIPWAY_REDIS_TEST_IMAGE", DEBIAN12)
+# The server the role chooses on the image's release, its files' directory and its client.
+SERVER, NAME = ("valkey-server", "valkey") if "debian13" in IMAGE else ("redis-server", "redis")
+CONF = f"/etc/{NAME}"
+CLI = f"{NAME}-cli"
 
 CLIENT = '''
 import json, sys
@@ -104,25 +111,26 @@ def converge(container: Container, apps: dict[str, str], check: bool = False,
 
 def cli(container: Container, password: str, *command: str, user: str | None = None,
         host: str | None = None) -> str:
-    """redis-cli's answer, authenticated with the password (on its stdin, not its argv)."""
+    """The client's answer (redis-cli or valkey-cli), authenticated with the password (on its
+    stdin, not its argv)."""
     target = f"-h {host}" if host else "-h 127.0.0.1"
     who = f"--user {user} " if user else ""
-    result = container.sh(f"redis-cli {target} {who}--askpass {' '.join(command)} 2>&1",
+    result = container.sh(f"{CLI} {target} {who}--askpass {' '.join(command)} 2>&1",
                           stdin=password + "\n")
     return result.stdout.strip()
 
 
 def main_pid(container: Container) -> str:
-    return container.sh("systemctl show -p MainPID --value redis-server").stdout.strip()
+    return container.sh(f"systemctl show -p MainPID --value {SERVER}").stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def redis_host():
-    with debian_container("redis-acl", systemd=True) as container:
+    with debian_container("redis-acl", systemd=True, image=IMAGE) as container:
         # The host as slipway left it before the ACL users: one password, the default user's.
-        container.apt_install("redis-server", "python3-venv")
-        container.sh(f"echo 'requirepass {LEGACY}' >> {CONF}/redis.conf; "
-                     "systemctl restart redis-server")
+        container.apt_install(SERVER, "python3-venv")
+        container.sh(f"echo 'requirepass {LEGACY}' >> {CONF}/{NAME}.conf; "
+                     f"systemctl restart {SERVER}")
         assert cli(container, LEGACY, "PING") == "PONG"
         address = container.sh("hostname -I").stdout.split()[0]
         stats = converge(container, APPS, redis_bind=["127.0.0.1", "-::1", address])
@@ -159,17 +167,17 @@ def test_the_host_keeps_hashes_of_the_passwords_only_and_nothing_world_readable(
     listing = container.sh(f"stat -c '%n %a %U %G' {CONF}/users.acl {CONF}/users.d "
                            f"{CONF}/users.d/* {CONF}/slipway-admin.secret").stdout.split("\n")
     modes = {line.split()[0]: line.split()[1:] for line in listing if line}
-    assert modes[f"{CONF}/users.acl"] == ["640", "root", "redis"]
-    assert modes[f"{CONF}/users.d"] == ["750", "root", "redis"]
+    assert modes[f"{CONF}/users.acl"] == ["640", "root", NAME]
+    assert modes[f"{CONF}/users.d"] == ["750", "root", NAME]
     assert modes[f"{CONF}/slipway-admin.secret"] == ["600", "root", "root"]
     for app in [*APPS, "default", "slipway-admin"]:
-        assert modes[f"{CONF}/users.d/{app}.acl"] == ["640", "root", "redis"]
+        assert modes[f"{CONF}/users.d/{app}.acl"] == ["640", "root", NAME]
     users = container.sh(f"cat {CONF}/users.acl").stdout
     for password in [*APPS.values(), LEGACY]:
         found = container.sh(f"grep -rlF -- \"$(cat)\" {CONF} || true", stdin=password).stdout
         assert found.strip() == "", (password, found)
     assert "user alpha on #" in users
-    config = container.sh(f"cat {CONF}/redis.conf").stdout.splitlines()
+    config = container.sh(f"cat {CONF}/{NAME}.conf").stdout.splitlines()
     assert f"aclfile {CONF}/users.acl" in config
     assert not [line for line in config if line.startswith("requirepass")]
 
