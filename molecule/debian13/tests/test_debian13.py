@@ -108,22 +108,36 @@ CACHE_SESSION = (
     "    s.sendall(b'*%d\\r\\n' % len(words)\n"
     "              + b''.join(b'$%d\\r\\n%s\\r\\n' % (len(w), w) for w in words))\n"
     "    return s.recv(4096).decode().splitlines()[-1]\n"
+    "user, password = sys.argv[1].encode(), sys.argv[2].encode()\n"
     "with socket.create_connection(('127.0.0.1', 6379), timeout=5) as s:\n"
     "    print(ask(s, b'PING'))\n"
-    "    print(ask(s, b'AUTH', b'not-the-password'))\n"
-    "    print(ask(s, b'AUTH', sys.argv[1].encode()))\n"
+    "    print(ask(s, b'AUTH', password))\n"
+    "    print(ask(s, b'AUTH', user, b'not-the-password'))\n"
+    "    print(ask(s, b'AUTH', user, password))\n"
+    "    print(ask(s, b'ACL', b'WHOAMI'))\n"
     "    print(ask(s, b'PING'))\n"
     "    print(ask(s, b'CONFIG', b'GET', b'maxmemory-policy'))\n"
 )
 
 
-def test_valkey_requires_the_password_and_keeps_the_settings(host):
-    result = host.run("python3 -c %s %s", CACHE_SESSION, secret("redis_password"))
+def test_valkey_requires_the_apps_user_and_keeps_the_settings(host):
+    # The app's own ACL user; the default user is off on a new host (the password alone is
+    # refused); CONFIG is the admin's, not the app's.
+    result = host.run("python3 -c %s %s %s", CACHE_SESSION, APP, secret("redis_password"))
     assert result.rc == 0, result.stderr
-    ping, wrong, right, ping_again, policy = result.stdout.splitlines()
+    ping, default, wrong, right, whoami, ping_again, config = result.stdout.splitlines()
     assert ping.startswith("-NOAUTH")
+    assert default.startswith("-WRONGPASS")
     assert wrong.startswith("-WRONGPASS")
-    assert (right, ping_again, policy) == ("+OK", "+PONG", "noeviction")
+    assert (right, whoami, ping_again) == ("+OK", APP, "+PONG")
+    assert config.startswith("-NOPERM")
+    policy = host.run("valkey-cli -s /run/valkey/valkey-server.sock --user slipway-admin "
+                      "--askpass CONFIG GET maxmemory-policy < /etc/valkey/slipway-admin.secret")
+    assert policy.stdout.split() == ["maxmemory-policy", "noeviction"], policy.stdout
+    for path in ("/etc/valkey/users.acl", f"/etc/valkey/users.d/{APP}.acl"):
+        users = host.file(path)
+        assert (users.user, users.group, users.mode) == ("root", "valkey", 0o640)
+        assert secret("redis_password") not in users.content_string
     assert host.socket("tcp://127.0.0.1:6379").is_listening
     assert not host.socket("tcp://0.0.0.0:6379").is_listening
     assert [p.user for p in host.process.filter(comm="valkey-server")] == ["valkey"]

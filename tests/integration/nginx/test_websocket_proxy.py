@@ -21,13 +21,9 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -37,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "testbed"))
 
 import nginx_site  # noqa: E402
+from testbed_container import debian_container, run, wait_for  # noqa: E402
 
-IMAGE = "localhost/slipway-debian12-systemd:latest"
 APP_DEFAULTS = yaml.safe_load((ROOT / "roles" / "app" / "defaults" / "main.yml").read_text())
 UVICORN = APP_DEFAULTS["app_server_packages"]["uvicorn"]
 WEBSOCKETS = "websockets==15.0.1"
@@ -80,30 +76,6 @@ async def app(scope, receive, send):
 '''
 
 
-def run(*argv: str, timeout: float = 120, check: bool = True, stdin: str | None = None):
-    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(argv[:6])}... failed ({result.returncode}):\n"
-                    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-class Container:
-    def __init__(self, name: str):
-        self.name = name
-
-    def sh(self, script: str, timeout: float = 120, check: bool = True):
-        return run("podman", "exec", self.name, "sh", "-euc", script, timeout=timeout, check=check)
-
-    def write(self, path: str, content: str) -> None:
-        run("podman", "exec", "-i", self.name, "sh", "-euc",
-            f'mkdir -p "$(dirname {path})" && cat > {path}', stdin=content)
-
-    def port(self, port: int) -> int:
-        mapped = run("podman", "port", self.name, f"{port}/tcp").stdout.split()[0]
-        return int(mapped.rsplit(":", 1)[1])
-
-
 def site_files(site: str, variables: dict) -> dict[str, str]:
     """What the nginx role writes for one site, rendered from its templates."""
     return {
@@ -120,38 +92,16 @@ def site_files(site: str, variables: dict) -> dict[str, str]:
     }
 
 
-def wait_for(check, what: str, container: Container, log: str, attempts: int = 100) -> None:
-    for _ in range(attempts):
-        if check():
-            return
-        time.sleep(0.2)
-    output = container.sh(f"cat {log} 2>&1 || true", check=False).stdout
-    pytest.fail(f"{what} never happened; {log}:\n{output}")
-
-
 @pytest.fixture(scope="module")
 def testbed():
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: `make host` installs it (this test runs nginx and "
-                    "uvicorn in a container)")
-    if run("podman", "image", "exists", IMAGE, check=False).returncode != 0:
-        pytest.fail(f"the test bed's image {IMAGE} is missing: `make image` builds it")
-    name = f"slipway-test-ws-{uuid.uuid4().hex[:10]}"
-    publish = [arg for port in [port for port, _ in SITES.values()] + [OTHER["listen_port"]]
-               for arg in ("-p", f"127.0.0.1::{port}")]
-    try:
-        run("podman", "run", "-d", "--name", name, "--label", "slipway.test=websocket-proxy",
-            *publish, IMAGE, "sleep", "infinity")
-        container = Container(name)
-        # Packages only: no service started by their scripts (there is no init in the container).
-        container.sh("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; "
-                     "chmod 0755 /usr/sbin/policy-rc.d; apt-get update -qq; "
-                     "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light "
-                     "python3-venv >/dev/null", timeout=300)
+    with debian_container("websocket-proxy",
+                           publish=[port for port, _ in SITES.values()]
+                           + [OTHER["listen_port"]]) as container:
+        container.apt_install("nginx-light", "python3-venv")
         container.sh(f"python3 -m venv /opt/wsapp && /opt/wsapp/bin/pip install -q "
                      f"--disable-pip-version-check {UVICORN} {WEBSOCKETS}", timeout=300)
         container.write("/opt/wsapp/wsapp.py", APP)
-        run("podman", "exec", "-d", name, "sh", "-c",
+        run("podman", "exec", "-d", container.name, "sh", "-c",
             f"mkdir -p /run/wsapp && cd /opt/wsapp && exec bin/uvicorn --uds {SOCKET} "
             "--lifespan off --ws websockets wsapp:app > /var/log/wsapp.log 2>&1")
         wait_for(lambda: container.sh(f"test -S {SOCKET}", check=False).returncode == 0,
@@ -182,8 +132,6 @@ def testbed():
 
         wait_for(answers, "nginx answering on every site", container, "/var/log/nginx/error.log")
         yield container, ports
-    finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, timeout=120)
 
 
 def get(port: int, path: str = "/") -> tuple[int, dict]:
