@@ -43,6 +43,7 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     "interpreter.yml": "build",
     "wheels.yml": "build",
     "wheels_copy.yml": "build",
+    "frontend.yml": "build",
     "layout.yml": "build",
     "build.yml": "build",
     "config.yml": "build",
