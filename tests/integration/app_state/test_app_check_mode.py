@@ -35,7 +35,7 @@ esac
 exit 0
 """
 HOOK_KEYS = {"stage", "app", "environment", "id", "path", "previous", "serving", "root", "python",
-             "manage", "user"}
+             "manage", "run", "user"}
 
 
 @pytest.fixture(scope="module")
