@@ -1,0 +1,131 @@
+"""A FastAPI + SQLAlchemy + Alembic app on MariaDB with an npm-built front end, deployed with
+app_framework python (no Django step): v1, then v2 (a new Alembic revision and a new bundle,
+both served after the switch), v3 (a revision that fails partway: the deploy stops with v2
+serving), a rollback of the code (the database stays), and one with -e restore_db=true (the
+schema back). The tests run in order."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "testbed"))
+
+from deploy_steps import Scenario, assert_no_failed_request, current, output, status  # noqa: E402
+
+SCENARIO = Scenario("slipway-molecule-apps")
+RELATION = "ai_outputs.task_id -> tasks.id"
+
+
+def request(path: str, method: str = "GET", body: dict | None = None) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(SCENARIO.url(path), data=data, method=method, headers=headers)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def mysql(host, sql: str) -> str:
+    return host.check_output("mysql -N -B tasks -e %s", sql)
+
+
+def alembic_head(host) -> str:
+    return mysql(host, "SELECT version_num FROM alembic_version")
+
+
+def columns(host) -> set[str]:
+    return set(mysql(host, "SELECT column_name FROM information_schema.columns "
+                           "WHERE table_schema = 'tasks' AND table_name = 'tasks'").split())
+
+
+def test_v1_serves_its_release_its_api_and_its_bundle(host):
+    status_code, body = request("/health")
+    assert status_code == 200, body
+    assert json.loads(body)["release"] == SCENARIO.release_id("v1")
+    assert current(host) == SCENARIO.release_id("v1")
+    assert alembic_head(host) == "001"
+    status_code, bundle = request("/assets/app.js")
+    assert status_code == 200 and "bundle v1" in bundle
+    environment = host.file("/srv/tasks/shared/.env").content_string
+    assert "DATABASE_URL=" in environment
+    assert "SECRET_KEY" not in environment and "DJANGO_SETTINGS_MODULE" not in environment
+    assert not host.file("/srv/tasks/bin/manage-release").exists
+
+
+def test_v2_serves_its_new_revision_and_bundle_after_the_switch(host):
+    # An orphan as the seed's: an output whose task is deleted (ai_outputs has no foreign key).
+    status_code, body = request("/api/tasks", "POST", {"title": "doomed"})
+    assert status_code == 201, body
+    task = json.loads(body)["id"]
+    assert request(f"/api/tasks/{task}/outputs", "POST", {"content": "left behind"})[0] == 201
+    assert request(f"/api/tasks/{task}", "DELETE")[0] == 204
+
+    result, summary = SCENARIO.under_load("deploy.yml", "/health", "-e",
+                                          f"app_source={SCENARIO.versions / 'v2'}")
+
+    assert result.returncode == 0, output(result)[-8000:]
+    assert_no_failed_request(summary)
+    v2 = SCENARIO.release_id("v2")
+    assert current(host) == v2
+    assert alembic_head(host) == "002" and "priority" in columns(host)
+    status_code, body = request("/api/tasks", "POST", {"title": "urgent", "priority": 7})
+    assert status_code == 201 and json.loads(body)["priority"] == 7
+    assert "bundle v2" in request("/assets/app.js")[1]
+    record = status(host, v2)
+    assert record["status"] == "succeeded" and record["backup"]
+    assert record["fk_orphans"] == [{"relation": RELATION, "orphans": 1, "rows": 1}]
+    assert f"{RELATION}: 1 orphans of 1 rows" in " ".join(output(result).split())
+
+
+def test_a_failing_migration_stops_the_deploy_with_v2_serving(host):
+    v2 = SCENARIO.release_id("v2")
+
+    result, summary = SCENARIO.under_load("deploy.yml", "/health", "-e",
+                                          f"app_source={SCENARIO.versions / 'v3'}")
+
+    assert result.returncode != 0
+    text = " ".join(output(result).split())
+    assert "The app's migrations (alembic upgrade head) failed" in text
+    assert_no_failed_request(summary)
+    assert set(summary["releases"]) == {v2}
+    assert current(host) == v2
+    assert alembic_head(host) == "002"
+    assert json.loads(request("/health")[1])["release"] == v2
+
+
+def test_a_rollback_restoring_the_backup_brings_the_schema_back(host):
+    # v2's deploy took its backup before its revision (the database at 001).
+    v2 = SCENARIO.release_id("v2")
+
+    result = SCENARIO.playbook("rollback.yml", "-e", "restore_db=true")
+
+    assert result.returncode == 0, output(result)[-8000:]
+    assert current(host) == SCENARIO.release_id("v1")
+    assert alembic_head(host) == "001"
+    assert "priority" not in columns(host)
+    assert request("/api/tasks")[0] == 200
+    assert "bundle v1" in request("/assets/app.js")[1]
+    assert status(host, v2)["status"] == "rolled_back"
+
+
+def test_a_rollback_without_restore_switches_the_code_and_says_the_database_stays(host):
+    v1 = SCENARIO.release_id("v1")
+    result = SCENARIO.deploy("v2")
+    assert result.returncode == 0, output(result)[-8000:]
+    assert alembic_head(host) == "002"
+
+    result = SCENARIO.playbook("rollback.yml")
+
+    assert result.returncode == 0, output(result)[-8000:]
+    assert "Rolling back the code only" in " ".join(output(result).split())
+    assert current(host) == v1
+    assert json.loads(request("/health")[1])["release"] == v1
+    # The database keeps v2's revision: v1's code runs on it (the column has a default).
+    assert alembic_head(host) == "002"
+    assert request("/api/tasks")[0] == 200
