@@ -14,10 +14,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "testbed"))
 
-from deploy_steps import Scenario, assert_no_failed_request, current, output, status  # noqa: E402
+from deploy_steps import Scenario, assert_no_failed_request, output  # noqa: E402
 
 SCENARIO = Scenario("slipway-molecule-apps")
 RELATION = "ai_outputs.task_id -> tasks.id"
+# deploy_steps' current() and status() read the example Django app's root (/srv/shop).
+ROOT = "/srv/tasks"
+
+
+def current(host) -> str:
+    return Path(host.check_output(f"readlink {ROOT}/current")).name
+
+
+def status(host, release: str) -> dict:
+    return json.loads(host.file(f"{ROOT}/releases/{release}/.slipway-status.json").content_string)
 
 
 def request(path: str, method: str = "GET", body: dict | None = None) -> tuple[int, str]:
