@@ -181,35 +181,33 @@ def test_only_the_events_a_target_asked_for_are_sent(receiver):
     assert receiver.requests == []
 
 
-def test_an_unanswering_receiver_costs_at_most_the_bounded_timeout():
-    # A port that accepts connections and never answers: each attempt ends by its timeout.
+@pytest.fixture
+def silent_target():
+    """A slack target on a port that accepts connections and never answers: each attempt
+    ends by its timeout."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
         [target] = targets([{"type": "slack",
                              "url": f"http://127.0.0.1:{silent.getsockname()[1]}/"}])
-        [outcome] = notify.deliver([target], EVENT, timeout=0.5)
+        yield target
     finally:
         silent.close()
+
+
+def test_an_unanswering_receiver_costs_at_most_the_bounded_timeout(silent_target):
+    [outcome] = notify.deliver([silent_target], EVENT, timeout=0.5)
     assert not outcome.delivered and outcome.attempts == 2
     assert "timed out" in outcome.detail
 
 
-def test_no_attempt_runs_past_the_deadline_it_is_given():
+def test_no_attempt_runs_past_the_deadline_it_is_given(silent_target):
     # The end of a run gives its event what is left of one bound: with the deadline inside
     # the first attempt's pause, the retry is not started.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    try:
-        [target] = targets([{"type": "slack",
-                             "url": f"http://127.0.0.1:{silent.getsockname()[1]}/"}])
-        [outcome] = notify.deliver([target], EVENT, timeout=0.5,
-                                   deadline=time.monotonic() + 0.6)
-        [late] = notify.deliver([target], EVENT, timeout=0.5, deadline=time.monotonic() - 1)
-    finally:
-        silent.close()
+    [outcome] = notify.deliver([silent_target], EVENT, timeout=0.5,
+                               deadline=time.monotonic() + 0.6)
+    [late] = notify.deliver([silent_target], EVENT, timeout=0.5, deadline=time.monotonic() - 1)
     assert not outcome.delivered and outcome.attempts == 1
     assert "timed out" in outcome.detail
     assert not late.delivered and late.attempts == 0
