@@ -15,8 +15,9 @@ COLLECTION_LINK := .cache/collections/ansible_collections/slipway/django
 # `update` and `debian13` run on Debian 13 hosts, the others on Debian 12. `update` and
 # `restore` are the two halves of one story (v1 -> v2 -> rollback -> failing v3; v1 -> an
 # irreversible v4 -> restores -> failing v5), split so that they run side by side. `acme` runs
-# the nginx role alone against a local ACME CA (Pebble).
-MOLECULE_SCENARIOS ?= update restore mysql multihost realdjango console debian13 acme
+# the nginx role alone against a local ACME CA (Pebble). `apps` deploys a FastAPI + Alembic app on
+# MariaDB with an npm front end (app_framework python); it comes first so that a lane finds out early.
+MOLECULE_SCENARIOS ?= apps update restore mysql multihost realdjango console debian13 acme
 
 .PHONY: help
 help: ## List the targets
