@@ -7,6 +7,8 @@ schema back). The tests run in order."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -39,6 +41,16 @@ def request(path: str, method: str = "GET", body: dict | None = None) -> tuple[i
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+def history(*args: str) -> dict:
+    """slipway-history's JSON answer, from the store molecule.yml records every run in."""
+    command = [str(Path(sys.executable).parent / "slipway-history"), *args, "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "SLIPWAY_HISTORY_DB": str(SCENARIO.ephemeral
+                                                                         / "history.sqlite3")})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def mysql(host, sql: str) -> str:
@@ -91,6 +103,11 @@ def test_v2_serves_its_new_revision_and_bundle_after_the_switch(host):
     assert record["status"] == "succeeded" and record["backup"]
     assert record["fk_orphans"] == [{"relation": RELATION, "orphans": 1, "rows": 1}]
     assert f"{RELATION}: 1 orphans of 1 rows" in " ".join(output(result).split())
+    # The report is in the history, in the run that deployed v2.
+    run = history("list", "--kind", "deploy", "--limit", "1")["runs"][0]
+    assert (run["status"], run["release_id"]) == ("success", v2)
+    logs = history("log", str(run["id"]))["logs"]
+    assert f"{RELATION}: 1 orphans of 1 rows" in " ".join(logs.split())
 
 
 def test_a_failing_migration_stops_the_deploy_with_v2_serving(host):
