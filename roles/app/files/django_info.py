@@ -2,15 +2,22 @@
 
 Run by the app role inside `manage.py shell` of a release (through bin/manage-release, as the
 app user, with the app's environment): where the project keeps its static and media files,
-and how its user model names users.
+and how its user model names users. Under a URL prefix (SCRIPT_NAME in the app's environment,
+app_url_prefix), the URLs are read as a request under that prefix would see them: Django puts
+the prefix before a relative STATIC_URL or MEDIA_URL (such as "static/").
 """
 
 import json
+import os
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.urls import set_script_prefix
+
+if os.environ.get("SCRIPT_NAME"):
+    set_script_prefix(os.environ["SCRIPT_NAME"].rstrip("/") + "/")
 
 
 def text(value):
