@@ -18,15 +18,17 @@ VARIABLES = {
     "app_wsgi_application": "config.wsgi:application",
     "app_asgi_application": "config.asgi:application",
     "__app_web_socket": "/run/shop/web-%i.sock",
+    "__app_url_prefix": "", "__app_upstream_strips_prefix": False,
 }
 
 
-def render(server: str) -> str:
+def render(server: str, **variables) -> str:
     # As Ansible's template module renders: trim_blocks on, no HTML escaping (a unit file).
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),  # noqa: S701
                                      undefined=jinja2.StrictUndefined, trim_blocks=True)
     environment.filters["int"] = int
-    return environment.get_template("app.service.j2").render(**VARIABLES, app_server=server)
+    return environment.get_template("app.service.j2").render(
+        **{**VARIABLES, **variables}, app_server=server)
 
 
 def exec_start(unit: str) -> str:
@@ -64,6 +66,14 @@ def test_uvicorn_serves_the_asgi_application_on_the_systemd_socket():
     assert command.endswith(" config.asgi:application")
     assert "Type=exec" in unit and "Type=notify" not in unit
     assert "ExecReload=" not in unit
+
+
+def test_uvicorn_under_a_url_prefix_adds_it_back_as_the_root_path():
+    # nginx takes /shop off the path (app_url_prefix); gunicorn reads SCRIPT_NAME instead.
+    command = exec_start(render("uvicorn", __app_url_prefix="/shop",
+                                __app_upstream_strips_prefix=True))
+    assert command.endswith(" --no-server-header --root-path /shop config.asgi:application")
+    assert "--root-path" not in exec_start(render("gunicorn", __app_url_prefix="/shop"))
 
 
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn", "gunicorn+uvicorn-worker"])
