@@ -2,7 +2,9 @@
 app_framework python (no Django step): v1, then v2 (a new Alembic revision and a new bundle,
 both served after the switch), v3 (a revision that fails partway: the deploy stops with v2
 serving), a rollback of the code (the database stays), and one with -e restore_db=true (the
-schema back). The tests run in order."""
+schema back). Beside it on the same host, name and port, the example Django app under /shop/
+(converge.yml), with its own Redis ACL user, database, units and releases, which the FastAPI
+app's deploys and rollbacks leave alone. The tests run in order."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "testbed"))
 
-from deploy_steps import Scenario, assert_no_failed_request, output  # noqa: E402
+# live_slot() reads the example Django app's root (/srv/shop), the app beside the FastAPI one.
+from deploy_steps import Scenario, assert_no_failed_request, live_slot, output  # noqa: E402
 
 SCENARIO = Scenario("slipway-molecule-apps")
 RELATION = "ai_outputs.task_id -> tasks.id"
@@ -78,6 +81,45 @@ def test_v1_serves_its_release_its_api_and_its_bundle(host):
     assert "DATABASE_URL=" in environment
     assert "SECRET_KEY" not in environment and "DJANGO_SETTINGS_MODULE" not in environment
     assert not host.file("/srv/tasks/bin/manage-release").exists
+
+
+SHOP = "/srv/shop"
+# The release the Django app serves, noted by the first of its tests for the last.
+SHOP_SERVING: dict[str, str] = {}
+
+
+def redis_whoami(host, user: str, password_file: str) -> str:
+    """ACL WHOAMI as the user (the password in REDISCLI_AUTH, not on redis-cli's command line)."""
+    password = SCENARIO.credential(password_file)
+    return host.check_output(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning "
+                             f"--user {user} ACL WHOAMI")
+
+
+def test_the_django_app_is_served_under_its_prefix_beside_it(host):
+    status_code, body = request("/shop/health/")
+    assert status_code == 200, body
+    health = json.loads(body)
+    release = Path(host.check_output(f"readlink {SHOP}/current")).name
+    assert health["release"] == release
+    assert health["redis"]["reachable"] and health["database"]["vendor"] == "mysql"
+    SHOP_SERVING["release"] = release
+    # Django builds its URLs under the prefix (SCRIPT_NAME); nginx serves its static files there.
+    status_code, page = request("/shop/admin/login/")
+    assert status_code == 200 and 'action="/shop/admin/login/' in page
+    assert "/shop/static/admin/css/base.css" in page
+    status_code, css = request("/shop/static/admin/css/base.css")
+    assert status_code == 200 and "body" in css
+    # The FastAPI app still has / (its health names its own release).
+    assert json.loads(request("/health")[1])["release"] == SCENARIO.release_id("v1")
+    # Each app its own Redis ACL user, in its own environment.
+    assert redis_whoami(host, "tasks", "redis_password") == "tasks"
+    assert redis_whoami(host, "shop", "shop_redis_password") == "shop"
+    assert "redis://tasks:" in host.file("/srv/tasks/shared/.env").content_string
+    assert "redis://shop:" in host.file(f"{SHOP}/shared/.env").content_string
+    assert host.service(f"shop-celery@{live_slot(host)}.service").is_running
+    assert host.service(f"shop@{live_slot(host)}.service").is_running
+    assert host.file("/etc/nginx/slipway/mounts/_-80/shop.conf").exists
+    assert not host.file("/etc/nginx/sites-enabled/slipway-mounts-_-80.conf").exists
 
 
 def test_v2_serves_its_new_revision_and_bundle_after_the_switch(host):
@@ -156,3 +198,11 @@ def test_a_rollback_without_restore_switches_the_code_and_says_the_database_stay
     # The database keeps v2's revision: v1's code runs on it (the column has a default).
     assert alembic_head(host) == "002"
     assert request("/api/tasks")[0] == 200
+
+
+def test_the_django_app_was_left_alone_by_the_fastapi_apps_deploys_and_rollbacks(host):
+    status_code, body = request("/shop/health/")
+    assert status_code == 200, body
+    assert json.loads(body)["release"] == SHOP_SERVING["release"]
+    assert Path(host.check_output(f"readlink {SHOP}/current")).name == SHOP_SERVING["release"]
+    assert request("/shop/admin/login/")[0] == 200

@@ -10,6 +10,8 @@ no app serves / at first:
 - api (uvicorn --root-path /api/v2, nginx takes the prefix off) at /api/v2/ on port 8080;
 - solo (gunicorn) at /cynow/ on port 8081, alone there: the server of mounts serves it.
 
+Maintenance mode of the app at / leaves the mounted apps alone, and a mounted app's its own.
+
 Each app server answers with the path and the prefix it was given (WSGI's PATH_INFO and
 SCRIPT_NAME, ASGI's path and root_path), which is what the app routes on and builds its URLs
 from. A second run of the four changes nothing, and a prefix nginx cannot serve is refused
@@ -78,19 +80,21 @@ def socket_of(app: str) -> str:
     return f"/run/{app}/app.sock"
 
 
-def role_play(apps: list[str]) -> list[dict]:
+def role_play(apps: list[str], tasks_from: str = "main", **extra) -> list[dict]:
     """The nginx role once per app, each with its own variables, as each app's provisioning."""
     tasks = [{"name": f"Provision nginx for {app}",
-              "ansible.builtin.include_role": {"name": "slipway.django.nginx"},
+              "ansible.builtin.include_role": {"name": "slipway.django.nginx",
+                                               "tasks_from": tasks_from},
               "vars": {"app_name": app, "app_server": APPS[app][2], "app_framework": "python",
                        "app_url_prefix": APPS[app][1], "nginx_listen_port": APPS[app][0],
-                       "nginx_upstream_socket": socket_of(app)}}
+                       "nginx_upstream_socket": socket_of(app), **extra}}
              for app in apps]
     return [{"hosts": "all", "gather_facts": False, "tasks": tasks}]
 
 
-def provision(container: Container, apps: list[str], expect_failure: bool = False) -> dict:
-    report = run_playbook(role_play(apps), host=container.name,
+def provision(container: Container, apps: list[str], expect_failure: bool = False,
+              tasks_from: str = "main", **extra) -> dict:
+    report = run_playbook(role_play(apps, tasks_from, **extra), host=container.name,
                           connection="containers.podman.podman",
                           extra_vars={"ansible_python_interpreter": "/usr/bin/python3"})
     stats = report["stats"][container.name]
@@ -179,6 +183,22 @@ def test_the_app_at_root_takes_the_server_over_and_serves_the_mounts(testbed):
                                                     "path": "/api/v2/items"}
     # A path that only starts like a prefix is the root app's.
     assert get(ports[8080], "/shopping")[1]["app"] == "tasks"
+
+
+def test_maintenance_mode_of_one_app_leaves_the_others_alone(testbed):
+    # From the host, as users' requests through the published port arrive from the container's
+    # gateway (not the loopback nginx_maintenance_allow always lets through).
+    container, ports = testbed
+    provision(container, ["tasks"], tasks_from="maintenance", nginx_maintenance="on")
+    assert get(ports[8080], "/tasks/1")[0] == 503
+    assert get(ports[8080], "/shop/cart/")[0] == 200
+    assert get(ports[8080], "/api/v2/items")[0] == 200
+    provision(container, ["tasks"], tasks_from="maintenance", nginx_maintenance="off")
+    provision(container, ["shop"], tasks_from="maintenance", nginx_maintenance="on")
+    assert get(ports[8080], "/shop/cart/")[0] == 503
+    assert get(ports[8080], "/tasks/1")[0] == 200
+    provision(container, ["shop"], tasks_from="maintenance", nginx_maintenance="off")
+    assert get(ports[8080], "/shop/cart/")[0] == 200
 
 
 def test_another_port_of_prefixed_apps_only_and_a_second_run_changes_nothing(testbed):

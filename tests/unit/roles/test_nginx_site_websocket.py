@@ -1,6 +1,7 @@
 """The app's nginx site and WebSocket (nginx_websocket): on, a per-site map at http level turns a
 client's Upgrade into Connection: upgrade and location / passes both on; off, the site is the
-one written before the option existed, byte for byte. The default follows app_server."""
+one in nginx_site/ (the site as written without the option), byte for byte. The default follows
+app_server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import nginx_site
 import pytest
 
 BEFORE = Path(__file__).resolve().parent / "nginx_site"
-# The variables of each site in nginx_site/ (rendered from the template before nginx_websocket).
+# The variables of each site in nginx_site/ (rendered from the template without nginx_websocket).
 CASES = {
     "http": {"app_name": "shop"},
     "tls-balancer": {"app_name": "shop-eu", "nginx_server_names": ["shop.example.com"],
@@ -26,17 +27,6 @@ CASES = {
 
 def before(case: str) -> str:
     return (BEFORE / f"{case}.conf").read_text()
-
-
-MOUNTS = re.compile(r"\n    # Apps mounted under a URL prefix of this server \(app_url_prefix\)\.\n"
-                    r"    include /etc/nginx/slipway/mounts/[A-Za-z0-9._-]+/\*\.conf;\n")
-
-
-def without_mounts(site: str) -> str:
-    """The site as written before app_url_prefix: the server serving the app includes the apps
-    mounted under a prefix of its names and port, once (test_nginx_url_prefix.py)."""
-    assert len(MOUNTS.findall(site)) == 1, site
-    return MOUNTS.sub("", site)
 
 
 def http_level_maps(site: str) -> dict[str, str]:
@@ -70,12 +60,12 @@ def app_location(site: str) -> list[str]:
 @pytest.mark.parametrize("off", [{"nginx_websocket": False}, {"app_server": "gunicorn"}, {}],
                          ids=["nginx_websocket-false", "gunicorn", "app_server-unset"])
 def test_off_the_site_is_the_one_written_before(case, off):
-    assert without_mounts(nginx_site.render(**CASES[case], **off)) == before(case)
+    assert (nginx_site.render(**CASES[case], **off)) == before(case)
 
 
 def test_off_with_an_asgi_server_when_asked():
     site = nginx_site.render(app_name="shop", app_server="uvicorn", nginx_websocket=False)
-    assert without_mounts(site) == before("http")
+    assert (site) == before("http")
 
 
 @pytest.mark.parametrize(("server", "expected"), [
@@ -112,7 +102,7 @@ def test_on_adds_the_map_and_the_headers_and_nothing_else(case):
     assert site.count(headers) == 1
     without = site.replace(map_block.group(0), "\n").replace(
         headers, '        proxy_set_header Connection "";\n')
-    assert without_mounts(without) == before(case)
+    assert (without) == before(case)
 
 
 def test_two_sites_on_one_host_each_define_their_own_map():

@@ -74,5 +74,6 @@ def test_the_app_gets_script_name_under_a_prefix_only():
                  "inventory_hostname": "app1"}
     at_root = role_templates.value("app", "__app_base_environment", **variables)
     assert "SCRIPT_NAME" not in at_root
-    under = role_templates.value("app", "__app_base_environment", app_url_prefix="/shop/", **variables)
+    under = role_templates.value("app", "__app_base_environment", app_url_prefix="/shop/",
+                                 **variables)
     assert under["SCRIPT_NAME"] == "/shop"
