@@ -10,7 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dbservers import DatabaseServer, mariadb_server, postgresql_server  # noqa: E402
+from dbservers import (  # noqa: E402
+    DatabaseServer,
+    mariadb_server,
+    mysql_scratch_database,
+    postgresql_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,15 +50,5 @@ def pg_database(pg_server: DatabaseServer) -> str:
 @pytest.fixture
 def mysql_database(mysql_server: DatabaseServer) -> str:
     """A fresh, empty MariaDB database for one test; dropped afterwards."""
-    import pymysql
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = pymysql.connect(host=mysql_server.host, port=mysql_server.port,
-                            user=mysql_server.user, password=mysql_server.password,
-                            autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield name
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.close()
+    with mysql_scratch_database(mysql_server) as (_admin, name):
+        yield name

@@ -180,3 +180,22 @@ def mariadb_server() -> Iterator[DatabaseServer]:
     finally:
         _stop(proc)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mysql_scratch_database(server: DatabaseServer, prefix: str = "t") -> Iterator[tuple]:
+    """A fresh, empty MariaDB database on ``server`` (utf8mb4), dropped on the way out: an
+    autocommit admin connection (pymysql) and the database's name."""
+    import pymysql
+
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = pymysql.connect(host=server.host, port=server.port, user=server.user,
+                            password=server.password, autocommit=True)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield admin, name
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()

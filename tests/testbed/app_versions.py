@@ -17,12 +17,13 @@ content-derived release ids are stable. Existing version directories are replace
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
 import shutil
 import sys
 from pathlib import Path
+
+import versions_cli
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "app"
 VERSIONS = ("v1", "v2", "v3", "v4", "v5")
@@ -214,12 +215,7 @@ def write_versions(outdir: Path, source: Path = EXAMPLE_APP) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("outdir", type=Path, help="directory that receives v1/ to v5/")
-    args = parser.parse_args(argv)
-    for version, tree in write_versions(args.outdir).items():
-        print(f"{version} {tree}")
-    return 0
+    return versions_cli.run(__doc__, write_versions, "v1/ to v5/", argv)
 
 
 if __name__ == "__main__":

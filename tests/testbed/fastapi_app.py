@@ -60,12 +60,12 @@ directories are replaced.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
+import versions_cli
 from app_versions import copy_tree, edit, write
 
 HERE = Path(__file__).resolve().parent
@@ -860,12 +860,7 @@ def write_versions(outdir: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("outdir", type=Path, help="directory that receives v1/ to v3/")
-    args = parser.parse_args(argv)
-    for version, tree in write_versions(args.outdir).items():
-        print(f"{version} {tree}")
-    return 0
+    return versions_cli.run(__doc__, write_versions, "v1/ to v3/", argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import pytest
 import uv
 import yaml
 from ansible_collections.slipway.django.plugins.modules import package_source
-from dbservers import DatabaseServer, free_port
+from dbservers import DatabaseServer, free_port, mysql_scratch_database
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "testbed"))
@@ -188,23 +187,18 @@ def versions(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def site(mysql_server: DatabaseServer, app_venv, tmp_path_factory) -> Site:
     """A fresh database and its own user, whose password needs URL-encoding."""
-    name = user = f"api_{uuid.uuid4().hex[:10]}"
     password = f"p/w%d@:{secrets.token_hex(6)}?#"
-    admin = pymysql.connect(host=mysql_server.host, port=mysql_server.port,
-                            user=mysql_server.user, password=mysql_server.password,
-                            autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        cursor.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-        cursor.execute(f"GRANT ALL ON `{name}`.* TO '{user}'@'127.0.0.1'")
-        cursor.execute(f"USE `{name}`")
-    url = database_url(user, password, mysql_server.host, mysql_server.port, name)
-    assert url.startswith("mysql://") and password not in url
-    yield Site(root=tmp_path_factory.mktemp("srv-api"), venv=app_venv, url=url, admin=admin)
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cursor.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
-    admin.close()
+    with mysql_scratch_database(mysql_server, "api") as (admin, name):
+        user = name
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
+            cursor.execute(f"GRANT ALL ON `{name}`.* TO '{user}'@'127.0.0.1'")
+            cursor.execute(f"USE `{name}`")
+        url = database_url(user, password, mysql_server.host, mysql_server.port, name)
+        assert url.startswith("mysql://") and password not in url
+        yield Site(root=tmp_path_factory.mktemp("srv-api"), venv=app_venv, url=url, admin=admin)
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 def test_v1_migrates_serves_and_leaves_orphans_behind(site, versions):
