@@ -77,3 +77,12 @@ def app_redis_url(user: str, password: str, host: str, port: int, db: int) -> st
     return expression("app", variables["__app_redis_url"], app_name="app",
                       app_redis_user=user, app_redis_password=password, app_redis_host=host,
                       app_redis_port=port, app_redis_db=db).strip()
+
+
+def app_database_url(engine: str, user: str, password: str, host: str, port: int,
+                     name: str) -> str:
+    """DATABASE_URL as the app role writes it into the .env (roles/app/vars/main.yml)."""
+    environment = value("app", "__app_common_environment", app_name="app", app_db_engine=engine,
+                        app_db_user=user, app_db_password=password, app_db_host=host,
+                        app_db_port=port, app_db_name=name)
+    return environment["DATABASE_URL"].strip()

@@ -32,7 +32,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import pymysql
 import pytest
 import uv
@@ -44,24 +43,11 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "testbed"))
 
 import fastapi_app  # noqa: E402
+from role_templates import app_database_url  # noqa: E402
 
 APP_DEFAULTS = yaml.safe_load((ROOT / "roles" / "app" / "defaults" / "main.yml").read_text())
 DEPLOY = fastapi_app.DEPLOY
 TABLES = {"users", "tasks", "ai_outputs", "issues", "task_logs", "alembic_version"}
-
-
-def database_url(user: str, password: str, host: str, port: int, name: str) -> str:
-    """DATABASE_URL as the app role renders it: the expression of roles/app/tasks/config.yml."""
-    tasks = yaml.safe_load((ROOT / "roles" / "app" / "tasks" / "config.yml").read_text())
-    variables = next(task["vars"] for task in tasks
-                     if task.get("name") == "Compute the app's environment")
-    # Ansible renders without autoescape too (a URL, not HTML).
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)  # noqa: S701
-    context = {"app_db_engine": "mysql", "app_db_user": user, "app_db_password": password,
-               "app_db_host": host, "app_db_port": port, "app_db_name": name}
-    context["__app_db_scheme"] = env.from_string(variables["__app_db_scheme"]).render(context)
-    expression = variables["__app_base_environment"]["DATABASE_URL"]
-    return env.from_string(expression).render(context).strip()
 
 
 @dataclass
@@ -194,7 +180,7 @@ def site(mysql_server: DatabaseServer, app_venv, tmp_path_factory) -> Site:
             cursor.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
             cursor.execute(f"GRANT ALL ON `{name}`.* TO '{user}'@'127.0.0.1'")
             cursor.execute(f"USE `{name}`")
-        url = database_url(user, password, mysql_server.host, mysql_server.port, name)
+        url = app_database_url("mysql", user, password, mysql_server.host, mysql_server.port, name)
         assert url.startswith("mysql://") and password not in url
         yield Site(root=tmp_path_factory.mktemp("srv-api"), venv=app_venv, url=url, admin=admin)
         with admin.cursor() as cursor:
@@ -287,7 +273,7 @@ def test_v3_fails_its_migration_partway_while_v2_serves(site, versions):
 
 def test_health_answers_503_when_the_database_is_unreachable(site, versions):
     slot, release = site.install(versions["v1"], "blue")
-    closed = database_url("nobody", "x", "127.0.0.1", free_port(), "nothing")
+    closed = app_database_url("mysql", "nobody", "x", "127.0.0.1", free_port(), "nothing")
     unreachable = Site(root=site.root, venv=site.venv, url=closed, admin=site.admin)
     with serving(unreachable, slot) as base:
         status, health = request("GET", base + "/health")
