@@ -2,8 +2,8 @@
 table the console's progress bar reads (``GET /api/v1/runs/{id}/progress``).
 
 The deploy_history callback records, with each task result, the role and the tasks file the
-task comes from (``roles/app/tasks/<file>``); a task of another role, or of a playbook outside
-any role, belongs to no phase. A phase is ``done`` on a host once a later phase has begun
+task comes from (``roles/app/tasks/<file>``, or the release role's); a task of another role,
+or of a playbook outside any role, belongs to no phase. A phase is ``done`` on a host once a later phase has begun
 there, ``running`` while it is the latest one begun, ``failed`` if one of its tasks failed
 (not an ignored error); ``pending`` before. So a host's states only move forward as its
 records come in, and a successful run ends with every phase done.
@@ -28,10 +28,12 @@ PHASES: tuple[tuple[str, str], ...] = (
 PHASE_NAMES = tuple(name for name, _label in PHASES)
 STATES = ("pending", "running", "done", "failed")
 
-# The role whose tasks make the phases (``slipway.django.app``, recorded by its short name).
-ROLE = "app"
+# The roles whose tasks make the phases (``slipway.django.app``, recorded by its short name, and
+# ``slipway.django.release``, the release mechanics the app role's are moving into): a tasks
+# file keeps its name when it moves between them.
+ROLES = frozenset({"app", "release"})
 
-# roles/app/tasks/<file> -> phase. Files not here (main.yml, prepare.yml, hook.yml: the
+# roles/{app,release}/tasks/<file> -> phase. Files not here (main.yml, prepare.yml, hook.yml: the
 # hooks run in several phases) move no phase forward.
 TASK_FILE_PHASES: Mapping[str, str] = {
     # lock: validate the inventory, take the deploy lock (a rollback: plan under the lock)
@@ -82,7 +84,7 @@ assert set(TASK_FILE_PHASES.values()) <= set(PHASE_NAMES)
 
 def phase_of(role: str | None, task_file: str | None) -> str | None:
     """The phase of a task recorded with this role and tasks file, or None."""
-    if not role or not task_file or role.rsplit(".", 1)[-1] != ROLE:
+    if not role or not task_file or role.rsplit(".", 1)[-1] not in ROLES:
         return None
     return TASK_FILE_PHASES.get(task_file)
 

@@ -23,6 +23,7 @@ def test_every_phase_has_a_task_file_of_the_app_role():
     assert set(TASK_FILE_PHASES.values()) == set(PHASE_NAMES)
     assert phase_of("slipway.django.app", "migrate.yml") == "migrate"
     assert phase_of("app", "gate.yml") == "health"
+    assert phase_of("slipway.django.release", "gate.yml") == "health"
     assert phase_of("other", "migrate.yml") is None
     assert phase_of(None, "migrate.yml") is None
     assert phase_of("app", "hook.yml") is None
@@ -30,7 +31,8 @@ def test_every_phase_has_a_task_file_of_the_app_role():
 
 def test_every_tasks_file_of_the_app_role_has_a_phase_or_says_it_has_none():
     """A new tasks file must be placed: the bar would not move while it runs."""
-    files = {path.name for path in (ROOT / "roles" / "app" / "tasks").glob("*.yml")}
+    files = {path.name for role in ("app", "release")
+             for path in (ROOT / "roles" / role / "tasks").glob("*.yml")}
     assert files - set(TASK_FILE_PHASES) == UNPHASED_TASK_FILES
     assert set(TASK_FILE_PHASES) <= files
 
