@@ -3,9 +3,9 @@ table the console's progress bar reads (``GET /api/v1/runs/{id}/progress``).
 
 The deploy_history callback records, with each task result, the role and the tasks file the
 task comes from (``roles/app/tasks/<file>``, or the release role's); a task of another role,
-or of a playbook outside any role, belongs to no phase. A phase is ``done`` on a host once a later phase has begun
-there, ``running`` while it is the latest one begun, ``failed`` if one of its tasks failed
-(not an ignored error); ``pending`` before. So a host's states only move forward as its
+or of a playbook outside any role, belongs to no phase. A phase is ``done`` on a host once a
+later phase has begun there, ``running`` while it is the latest one begun, ``failed`` if one
+of its tasks failed (not an ignored error); ``pending`` before. So a host's states only move forward as its
 records come in, and a successful run ends with every phase done.
 """
 
