@@ -5,8 +5,8 @@ The deploy_history callback records, with each task result, the role and the tas
 task comes from (``roles/app/tasks/<file>``, or the release role's); a task of another role,
 or of a playbook outside any role, belongs to no phase. A phase is ``done`` on a host once a
 later phase has begun there, ``running`` while it is the latest one begun, ``failed`` if one
-of its tasks failed (not an ignored error); ``pending`` before. So a host's states only move forward as its
-records come in, and a successful run ends with every phase done.
+of its tasks failed (not an ignored error); ``pending`` before. So a host's states only move
+forward as its records come in, and a successful run ends with every phase done.
 """
 
 from __future__ import annotations
