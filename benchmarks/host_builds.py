@@ -75,7 +75,7 @@ CONTAINER = "slipway-demo"
 CACHE_PARENT = "/var/cache/slipway"
 CACHE_NAME = "demo"
 RUN_TIMEOUT = 1800
-# The tasks of roles/app/tasks/build.yml and wheels.yml timed on their own.
+# The tasks of roles/release/tasks/build.yml and wheels.yml timed on their own.
 TASKS = {
     "pip_venv": ["Install the release's dependencies with pip, from the wheelhouse only (no uv)"],
     "uv_venv": ["Create the release's virtualenv with uv",

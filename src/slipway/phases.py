@@ -28,9 +28,9 @@ PHASES: tuple[tuple[str, str], ...] = (
 PHASE_NAMES = tuple(name for name, _label in PHASES)
 STATES = ("pending", "running", "done", "failed")
 
-# The roles whose tasks make the phases (``slipway.django.app``, recorded by its short name, and
-# ``slipway.django.release``, the release mechanics the app role's are moving into): a tasks
-# file keeps its name when it moves between them.
+# The roles whose tasks make the phases (recorded by their short names): ``slipway.django.release``,
+# the release mechanics, and ``slipway.django.app``, the steps it plugs in (Django's, the
+# database's). Runs recorded before the split name the app role for every file.
 ROLES = frozenset({"app", "release"})
 
 # roles/{app,release}/tasks/<file> -> phase. Files not here (main.yml, prepare.yml, hook.yml: the
@@ -40,6 +40,7 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     "validate.yml": "lock",
     "lock.yml": "lock",
     "rollback_plan.yml": "lock",
+    "rollback_database_plan.yml": "lock",
     # build: fetch the source, build the virtualenv and wheels, render config, collect static
     "source.yml": "build",
     "interpreter.yml": "build",
@@ -74,11 +75,13 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     "record.yml": "cleanup",
     "release.yml": "cleanup",
     "rollback_finish.yml": "cleanup",
+    "rollback_database.yml": "cleanup",
     "unlock.yml": "cleanup",
 }
-# The app role's tasks files that move no phase: entry points that only include others, the
-# hooks (run in several phases) and a manage.py command (not a deploy).
-UNPHASED_TASK_FILES = frozenset({"main.yml", "prepare.yml", "hook.yml", "command.yml"})
+# The tasks files that move no phase: entry points that only include others, the hooks and the
+# plugged-in steps and state (run in several phases), and a manage.py command (not a deploy).
+UNPHASED_TASK_FILES = frozenset({"main.yml", "prepare.yml", "hook.yml", "command.yml",
+                                 "steps.yml", "state.yml", "restore_on_failure.yml"})
 assert set(TASK_FILE_PHASES.values()) <= set(PHASE_NAMES)
 
 

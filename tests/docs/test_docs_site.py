@@ -126,10 +126,10 @@ def test_a_module_page_shows_its_options_return_values_and_versions(site, page):
     expect(main).to_contain_text("Package a tag from a git repository")  # EXAMPLES
 
 
-def test_a_role_page_shows_its_entry_points_and_their_options(site, page):
-    specs = yaml.safe_load((ROOT / "roles" / "app" / "meta" / "argument_specs.yml").read_text())
-    page.goto((site / "app_role.html").as_uri())
-    expect(page).to_have_title(re.compile(r"^slipway\.django\.app role – "))
+def _role_page_entry_points(site, page, role: str):
+    specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    page.goto((site / f"{role}_role.html").as_uri())
+    expect(page).to_have_title(re.compile(rf"^slipway\.django\.{role} role – "))
     main = page.locator("div[role=main]")
     for entry_point, spec in specs["argument_specs"].items():
         # The section's id is docutils' (underscores become hyphens), the options' antsibull's.
@@ -141,8 +141,21 @@ def test_a_role_page_shows_its_entry_points_and_their_options(site, page):
         for option in spec["options"]:
             expect(_option(section, f"parameter-{entry_point}--{option}").locator(
                 "p.ansible-option-title")).to_have_text(option)
+    return main
+
+
+def test_a_role_page_shows_its_entry_points_and_their_options(site, page):
+    main = _role_page_entry_points(site, page, "app")
     # The entry point new in 0.2.0 says so, the others do not.
     added = "p.ansible-version-added"
     expect(main.locator(f"section[id^='entry-point-command-'] > {added}")).to_have_text(
         "New in slipway.django 0.2.0")
     expect(main.locator(f"section[id^='entry-point-main-'] > {added}")).to_have_count(0)
+
+
+def test_the_release_role_page_shows_its_entry_points_rollback_included(site, page):
+    main = _role_page_entry_points(site, page, "release")
+    for entry_point in ("main", "rollback_plan", "rollback_switch", "rollback_finish"):
+        section_id = "entry-point-" + entry_point.replace("_", "-") + "-"
+        expect(main.locator(f"section[id^='{section_id}'] > p.ansible-version-added")).to_have_text(
+            "New in slipway.django 0.2.0")

@@ -17,7 +17,12 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-ROLES = Path(__file__).resolve().parents[2] / "roles"
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = ROOT / "roles"
+# Roles a play loads together: the app role imports the release role's phases (import_role is
+# static, so both roles' defaults and vars are the play's), and the release role's defaults read
+# the app role's variables.
+TOGETHER = {"app": ("release", "app"), "release": ("app", "release")}
 
 
 def _trusted(value):
@@ -38,8 +43,11 @@ def _load(path: Path) -> dict:
 def role_variables(role: str, **variables) -> dict:
     """The variables a task of the role sees: defaults < the given (inventory) < role vars <
     the given facts."""
-    defaults = _load(ROLES / role / "defaults" / "main.yml")
-    role_vars = _load(ROLES / role / "vars" / "main.yml")
+    roles = TOGETHER.get(role, (role,))
+    defaults = {name: value for each in roles
+                for name, value in _load(ROLES / each / "defaults" / "main.yml").items()}
+    role_vars = {name: value for each in roles
+                 for name, value in _load(ROLES / each / "vars" / "main.yml").items()}
     inventory = {name: value for name, value in variables.items() if not name.startswith("__")}
     facts = {name: value for name, value in variables.items() if name.startswith("__")}
     return _trusted({"ansible_managed": "Ansible managed", "groups": {},

@@ -5,7 +5,7 @@ laid out by the test. systemctl is a stand-in that finds every unit running (che
 nothing); the test's files are written with check_mode: false.
 
 It proves what the unit guard (tests/unit/roles/test_app_state_facts.py) cannot: that the one
-fact, __app_state, is built as the role runs, carries from the prepare play to the release play
+fact, release_state, is built as the role runs, carries from the prepare play to the release play
 (and through the rollback's plays), holds the run's and the release's shared values on every
 host, and that the hooks' app_release is its projection with the documented keys."""
 
@@ -63,7 +63,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (inventory / "hooks" / "record.yml").write_text(textwrap.dedent(f"""\
         - name: Keep the hook's facts, and the state they come from
           ansible.builtin.copy:
-            content: "{{{{ {{'app_release': app_release, 'state': __app_state}} | to_json }}}}"
+            content: "{{{{ {{'app_release': app_release, 'state': release_state}} | to_json }}}}"
             dest: "{work}/hook-{{{{ inventory_hostname }}}}-{{{{ app_release.stage }}}}.json"
             mode: "0600"
           delegate_to: localhost
@@ -75,7 +75,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     keep_state = textwrap.dedent(f"""\
         - name: Keep the state after the play
           ansible.builtin.copy:
-            content: "{{{{ __app_state | to_json }}}}"
+            content: "{{{{ release_state | to_json }}}}"
             dest: "{work}/state-{{{{ inventory_hostname }}}}-{{{{ __stage }}}}.json"
             mode: "0600"
           delegate_to: localhost

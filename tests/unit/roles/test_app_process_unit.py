@@ -13,10 +13,12 @@ from ansible_collections.slipway.django.plugins.filter.systemd_exec_shell import
 )
 
 TEMPLATES = (Path(__file__).resolve().parents[3]
-             / "roles" / "app" / "templates" / "etc" / "systemd" / "system")
+             / "roles" / "release" / "templates" / "etc" / "systemd" / "system")
 VARIABLES = {
-    "ansible_managed": "managed", "app_name": "shop", "app_user": "shop", "app_group": "shop",
-    "app_root": "/srv/shop", "app_log_dir": "/var/log/shop",
+    "ansible_managed": "managed", "release_name": "shop", "release_user": "shop",
+    "release_group": "shop",
+    "release_root": "/srv/shop", "release_log_dir": "/var/log/shop",
+    "release_shared_dirs": [{"path": "shared/media"}],
 }
 
 

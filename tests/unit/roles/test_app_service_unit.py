@@ -9,16 +9,19 @@ import jinja2
 import pytest
 
 TEMPLATES = (Path(__file__).resolve().parents[3]
-             / "roles" / "app" / "templates" / "etc" / "systemd" / "system")
+             / "roles" / "release" / "templates" / "etc" / "systemd" / "system")
 VARIABLES = {
-    "ansible_managed": "managed", "app_name": "shop", "app_user": "shop", "app_group": "shop",
-    "app_root": "/srv/shop", "app_log_dir": "/var/log/shop", "app_gunicorn_workers": 3,
-    "app_gunicorn_threads": 1, "app_gunicorn_timeout": 30, "app_gunicorn_graceful_timeout": 30,
-    "app_gunicorn_max_requests": 2000, "app_gunicorn_socket": "/run/shop/gunicorn.sock",
-    "app_wsgi_application": "config.wsgi:application",
-    "app_asgi_application": "config.asgi:application",
-    "__app_web_socket": "/run/shop/web-%i.sock",
-    "__app_url_prefix": "", "__app_upstream_strips_prefix": False,
+    "ansible_managed": "managed", "release_name": "shop", "release_user": "shop",
+    "release_group": "shop",
+    "release_root": "/srv/shop", "release_log_dir": "/var/log/shop",
+    "release_shared_dirs": [{"path": "shared/media"}], "release_server_workers": 3,
+    "release_server_threads": 1, "release_server_timeout": 30,
+    "release_server_graceful_timeout": 30,
+    "release_server_max_requests": 2000, "release_legacy_socket": "/run/shop/gunicorn.sock",
+    "release_wsgi_application": "config.wsgi:application",
+    "release_asgi_application": "config.asgi:application",
+    "__release_web_socket": "/run/shop/web-%i.sock",
+    "__release_url_prefix": "", "__release_upstream_strips_prefix": False,
 }
 
 
@@ -28,7 +31,7 @@ def render(server: str, **variables) -> str:
                                      undefined=jinja2.StrictUndefined, trim_blocks=True)
     environment.filters["int"] = int
     return environment.get_template("app.service.j2").render(
-        **{**VARIABLES, **variables}, app_server=server)
+        **{**VARIABLES, **variables}, release_server=server)
 
 
 def exec_start(unit: str) -> str:
@@ -70,10 +73,10 @@ def test_uvicorn_serves_the_asgi_application_on_the_systemd_socket():
 
 def test_uvicorn_under_a_url_prefix_adds_it_back_as_the_root_path():
     # nginx takes /shop off the path (app_url_prefix); gunicorn reads SCRIPT_NAME instead.
-    command = exec_start(render("uvicorn", __app_url_prefix="/shop",
-                                __app_upstream_strips_prefix=True))
+    command = exec_start(render("uvicorn", __release_url_prefix="/shop",
+                                __release_upstream_strips_prefix=True))
     assert command.endswith(" --no-server-header --root-path /shop config.asgi:application")
-    assert "--root-path" not in exec_start(render("gunicorn", __app_url_prefix="/shop"))
+    assert "--root-path" not in exec_start(render("gunicorn", __release_url_prefix="/shop"))
 
 
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn", "gunicorn+uvicorn-worker"])

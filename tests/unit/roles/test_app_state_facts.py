@@ -1,14 +1,17 @@
-"""A static guard of the app role's facts (issue 14, step 1a): what one tasks file tells
-another, or one play the next, goes through the one fact ``__app_state``.
+"""A static guard of the release and app roles' facts (issue 14): what one tasks file tells
+another, or one play the next, goes through the one fact ``release_state``.
 
-- Every ``__app_*`` name read in roles/app or in playbooks/ is set somewhere: by set_fact,
-  register, a ``vars:`` block (of a play, a block, a task or an import), loop_var, or the role's
-  vars and defaults. A name left read but never set is a fact that a refactor forgot.
-- A fact set by set_fact or register (other than ``__app_state``) is read only in the tasks
-  files that set it: nothing crosses files but ``__app_state``.
-- ``__app_state`` is set by combining onto ``__app_state | default({})`` (or started anew
-  from the run's id), so that no file loses the keys an earlier one set, and never in a
-  ``run_once`` task, whose result would give every host of the play the first one's state.
+- Every private name (``__release_*`` in roles/release, ``__app_*`` in roles/app and playbooks/)
+  read is set somewhere: by set_fact, register, a ``vars:`` block (of a play, a block, a task or
+  an import), loop_var, or the role's vars and defaults. A name left read but never set is a fact
+  that a refactor forgot.
+- A fact set by set_fact or register is read only in the tasks files that set it: nothing
+  crosses files but ``release_state``.
+- ``release_state`` is set by the release role alone, by combining onto ``release_state |
+  default({})`` (or started anew from the run's id), so that no file loses the keys an earlier
+  one set, and never in a ``run_once`` task, whose result would give every host of the play the
+  first one's state. The app role's steps add to it through the release role's ``state`` entry
+  point (never run_once either).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-ROLE = ROOT / "roles" / "app"
-NAME = re.compile(r"\b__app_[a-z0-9_]+")
-STATE = "__app_state"
+# Each role's private names, and whether the playbooks (which import the app role) count.
+ROLES = {"release": (re.compile(r"\b__release_[a-z0-9_]+"), False),
+         "app": (re.compile(r"\b__app_[a-z0-9_]+"), True)}
+STATE = "release_state"
 SET_FACT = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_fact"}
 BLOCK_KEYS = ("block", "rescue", "always")
 
@@ -59,17 +63,19 @@ IMPORTS = {"import_tasks", "include_tasks",
 class Facts:
     """Where each __app_* name is set (and how) and read, per file."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: re.Pattern) -> None:
+        self.name = name
         self.set_by: dict[str, set[str]] = defaultdict(set)     # any way: vars, facts...
         self.fact_in: dict[str, set[str]] = defaultdict(set)    # set_fact or register
         self.read_in: dict[str, set[str]] = defaultdict(set)
         # Task and block vars: in scope in their file, and in the files their tasks import.
         self.scoped: dict[str, set[str]] = defaultdict(set)     # file -> names
         self.state_tasks: list[tuple[str, str, str, bool]] = []  # file, task, value, run_once
+        self.state_imports: list[tuple[str, str, bool]] = []  # file, task, run_once
 
     def read(self, where: str, value: Any) -> None:
         for text in _strings(value):
-            for name in NAME.findall(text):
+            for name in self.name.findall(text):
                 self.read_in[name].add(where)
 
     def set(self, where: str, name: str, fact: bool = False) -> None:
@@ -93,6 +99,9 @@ class Facts:
                 self.set(where, loop_var)
         if isinstance(task.get("register"), str):
             self.set(where, task["register"], fact=True)
+        for module in {"import_role", "ansible.builtin.import_role"} & task.keys():
+            if (task[module] or {}).get("tasks_from") == "state":
+                self.state_imports.append((where, task.get("name", "?"), run_once))
         for module in IMPORTS & task.keys():
             target = task[module]
             target = target.get("file", "") if isinstance(target, dict) else str(target)
@@ -130,9 +139,13 @@ class Facts:
         return unset
 
 
-@pytest.fixture(scope="module")
-def facts() -> Facts:
-    found = Facts()
+@pytest.fixture(scope="module", params=sorted(ROLES))
+def facts(request) -> Facts:
+    role_name = request.param
+    pattern, with_playbooks = ROLES[role_name]
+    ROLE = ROOT / "roles" / role_name  # noqa: N806
+    found = Facts(pattern)
+    found.role = role_name
     for tasks_file in sorted((ROLE / "tasks").glob("*.yml")):
         found.tasks(f"tasks/{tasks_file.name}", _load(tasks_file))
     for kind in ("vars", "defaults"):
@@ -142,9 +155,9 @@ def facts() -> Facts:
                 found.set(f"{kind}/{path.name}", name)
                 found.read(f"{kind}/{path.name}", value)
     for template in sorted((ROLE / "templates").rglob("*.j2")):
-        for name in NAME.findall(template.read_text(encoding="utf-8")):
+        for name in pattern.findall(template.read_text(encoding="utf-8")):
             found.read_in[name].add(f"templates/{template.relative_to(ROLE / 'templates')}")
-    for playbook in sorted((ROOT / "playbooks").glob("*.yml")):
+    for playbook in sorted((ROOT / "playbooks").glob("*.yml")) if with_playbooks else []:
         for play in _load(playbook) or []:
             where = f"playbooks/{playbook.name}"
             for name in (play.get("vars") or {}):
@@ -157,9 +170,18 @@ def facts() -> Facts:
 
 def test_the_guard_sees_the_state(facts: Facts) -> None:
     # (A guard that found nothing would pass whatever the role does.)
-    assert "tasks/lock.yml" in facts.fact_in[STATE]
-    assert "tasks/release.yml" in facts.read_in[STATE]
-    assert len(facts.state_tasks) >= 20
+    if facts.role == "release":
+        assert "tasks/lock.yml" in facts.fact_in[STATE]
+        assert "tasks/state.yml" in facts.fact_in[STATE]
+        assert len(facts.state_tasks) >= 15
+    else:
+        assert len(facts.state_imports) >= 6
+        assert len(facts.read_in["__app_is_django"]) >= 3
+
+
+def test_only_the_release_role_sets_the_state(facts: Facts) -> None:
+    if facts.role != "release":
+        assert facts.state_tasks == [], "the app role adds to release_state with tasks_from: state"
 
 
 def test_every_app_name_read_is_set(facts: Facts) -> None:
@@ -173,17 +195,20 @@ def test_facts_do_not_cross_files_but_the_state(facts: Facts) -> None:
                "read in": sorted(facts.read_in[name] - facts.fact_in[name])}
         for name in facts.fact_in
         if name != STATE and facts.read_in[name] - facts.fact_in[name]
+        # The app_release fact is the hooks' (hook.yml sets it for the users' task files).
+        and name != "app_release"
     }
     assert crossing == {}, f"facts read outside the files that set them (use {STATE}): {crossing}"
 
 
 def test_the_state_keeps_what_earlier_files_set(facts: Facts) -> None:
     losing = [(where, task) for where, task, value, _run_once in facts.state_tasks
-              if "__app_state | default({}) | combine(" not in value
-              and "__app_state.run_id" not in value]
+              if "release_state | default({}) | combine(" not in value
+              and "release_state.run_id" not in value]
     assert losing == [], f"set_fact of {STATE} not combined onto {STATE} | default({{}}): {losing}"
 
 
 def test_the_state_is_never_set_run_once(facts: Facts) -> None:
     once = [(where, task) for where, task, _value, run_once in facts.state_tasks if run_once]
+    once += [(where, task) for where, task, run_once in facts.state_imports if run_once]
     assert once == [], f"run_once set_fact of {STATE} (gives every host the first one's): {once}"

@@ -60,13 +60,14 @@ def test_the_prefix_is_normalised(prefix, expected):
     ("uvicorn", "http://127.0.0.1/health/", "http://127.0.0.1")])
 def test_the_gate_asks_a_slots_socket_for_the_path_nginx_passes_on(server, health, pages):
     variables = {"app_name": "shop", "app_url_prefix": "/shop/", "app_server": server,
-                 "__app_gate_socket": "/run/shop/web-blue.sock"}
+                 "__release_gate_socket": "/run/shop/web-blue.sock"}
     assert role_templates.value("app", "app_health_url", **variables) == "http://127.0.0.1/shop/health/"
-    assert role_templates.value("app", "__app_gate_health_url", **variables) == health
-    assert role_templates.value("app", "__app_gate_pages_base", **variables) == pages
+    assert role_templates.value("release", "__release_gate_health_url", **variables) == health
+    assert role_templates.value("release", "__release_gate_pages_base", **variables) == pages
     # Through nginx, the prefix stays.
-    del variables["__app_gate_socket"]
-    assert role_templates.value("app", "__app_gate_pages_base", **variables) == "http://127.0.0.1/shop"
+    del variables["__release_gate_socket"]
+    assert role_templates.value("release", "__release_gate_pages_base", **variables) \
+        == "http://127.0.0.1/shop"
 
 
 def test_the_app_gets_script_name_under_a_prefix_only():

@@ -1,6 +1,6 @@
-"""Every unit slipway.django installs is hardened by one template (the app role's hardening.j2,
-which the console role links to): the app's units and the console's may differ in their umask
-alone."""
+"""Every unit slipway.django installs is hardened by one template (the release role's
+hardening.j2, which the app and console roles link to): the app's units and the console's may
+differ in their umask alone."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ APP = {
     "__app_backup_etc": "/etc/slipway/backup/shop",
     "__app_backup_code_dir": "/opt/slipway/backup/shop",
     "__app_backup_copy": {},
+    # The release role's names of the same (its defaults read the app role's).
+    "release_name": "shop", "release_user": "shop", "release_group": "shop",
+    "release_root": "/srv/shop", "release_log_dir": "/var/log/shop", "release_server": "gunicorn",
+    "release_server_workers": 3, "release_server_threads": 1, "release_server_timeout": 30,
+    "release_server_graceful_timeout": 30, "release_server_max_requests": 2000,
+    "release_wsgi_application": "config.wsgi:application",
+    "release_asgi_application": "config.asgi:application",
+    "__release_web_socket": "/run/shop/web-%i.sock", "__release_upstream_strips_prefix": False,
+    "__release_url_prefix": "", "release_shared_dirs": [{"path": "shared/media"}],
 }
 CONSOLE = {
     "ansible_managed": "managed", "console_user": "slipway-console",
@@ -82,16 +91,18 @@ def umask(block: list[str]) -> list[str]:
 def app_units() -> dict[str, str]:
     [process] = app_processes([{"name": "worker", "command": "celery worker"}], "shop", "app1")
     return {
-        "web": render("app", "app.service.j2", APP),
-        "process": render("app", "app-process.service.j2", {**APP, "item": process}),
+        "web": render("release", "app.service.j2", APP),
+        "process": render("release", "app-process.service.j2", {**APP, "item": process}),
         "backup": render("app", "app-backup.service.j2", APP),
     }
 
 
-def test_the_console_includes_the_app_role_s_template_itself():
-    link = ROLES / "console" / UNITS / "hardening.j2"
+@pytest.mark.parametrize("role", ["app", "console"])
+def test_the_app_and_the_console_include_the_release_role_s_template_itself(role):
+    link = ROLES / role / UNITS / "hardening.j2"
     assert link.is_symlink()
-    assert link.resolve() == (ROLES / "app" / UNITS / "hardening.j2").resolve()
+    assert link.resolve() == (ROLES / "release" / UNITS / "hardening.j2").resolve()
+    assert not (ROLES / "release" / UNITS / "hardening.j2").is_symlink()
     # A link inside the collection, by a relative path (ansible-galaxy keeps it as a link).
     target = Path(link.readlink())
     assert not target.is_absolute()
