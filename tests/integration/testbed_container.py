@@ -11,6 +11,8 @@ Needs podman and the image (`make host image`; `make integration` makes both).
 
 from __future__ import annotations
 
+import http.client
+import json
 import shutil
 import subprocess
 import time
@@ -92,3 +94,15 @@ def debian_container(label: str, publish: list[int] = (), systemd: bool = False,
         yield container
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, timeout=120)
+
+
+def get(port: int, path: str = "/") -> tuple[int, dict]:
+    """GET 127.0.0.1:PORT/PATH: the status, and the JSON body of a 200 ({} otherwise)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, (json.loads(body) if response.status == 200 else {})
+    finally:
+        connection.close()

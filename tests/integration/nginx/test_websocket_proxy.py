@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "testbed"))
 
 import nginx_site  # noqa: E402
-from testbed_container import debian_container, run, wait_for  # noqa: E402
+from testbed_container import debian_container, get, run, wait_for  # noqa: E402
 
 APP_DEFAULTS = yaml.safe_load((ROOT / "roles" / "app" / "defaults" / "main.yml").read_text())
 UVICORN = APP_DEFAULTS["app_server_packages"]["uvicorn"]
@@ -132,17 +132,6 @@ def testbed():
 
         wait_for(answers, "nginx answering on every site", container, "/var/log/nginx/error.log")
         yield container, ports
-
-
-def get(port: int, path: str = "/") -> tuple[int, dict]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read()
-        return response.status, (json.loads(body) if response.status == 200 else {})
-    finally:
-        connection.close()
 
 
 def read_exactly(sock: socket.socket, count: int) -> bytes:

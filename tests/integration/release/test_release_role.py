@@ -18,7 +18,6 @@ makes both), and the Debian mirror and PyPI from the container.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import sys
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from ansible_task import run_playbook  # noqa: E402
-from testbed_container import Container, debian_container, wait_for  # noqa: E402
+from testbed_container import Container, debian_container, get, wait_for  # noqa: E402
 
 NAME = "hello"
 APP_ROOT = f"/srv/{NAME}"
@@ -141,17 +140,6 @@ def play(container: Container, plays: list[dict], expect_failure: bool = False) 
     changed = [task["task"]["name"] for run in report["plays"] for task in run["tasks"]
                if any(result.get("changed") for result in task["hosts"].values())]
     return {**stats, "changed_tasks": changed}
-
-
-def get(port: int, path: str = "/") -> tuple[int, dict]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read()
-        return response.status, (json.loads(body) if response.status == 200 else {})
-    finally:
-        connection.close()
 
 
 def live_slot(container: Container) -> str:
