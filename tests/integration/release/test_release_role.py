@@ -99,9 +99,10 @@ def provision_play() -> list[dict]:
     }]
 
 
-def release_play(source: Path, cache: Path) -> list[dict]:
+def release_play(source: Path, cache: Path, keep: int = 5) -> list[dict]:
     """The release role alone, with release_* variables only."""
     variables = {
+        "release_keep": keep,
         "release_name": NAME,
         "release_source": str(source),
         "release_environment_name": "release-role-test",
@@ -241,6 +242,42 @@ def test_a_release_that_cannot_serve_is_refused_and_the_running_one_still_serves
     assert unit_state(container, f"{NAME}@{slot}.service") == "active"
     status, body = get(port)
     assert (status, body["release"], body["version"]) == (200, release, "2")
+
+
+def test_pruning_takes_old_releases_their_wheelhouses_and_the_build_caches_copies(testbed):
+    container, port, work = testbed
+
+    def wheelhouses() -> list[str]:
+        return sorted(container.sh(f"ls {APP_ROOT}/shared/wheelhouse").stdout.split())
+
+    def build_cache() -> list[str]:
+        names = container.sh(f"ls /var/cache/slipway/{NAME}/wheelhouse").stdout.split()
+        return sorted(name.removesuffix(".tar") for name in names)
+
+    def wheelhouse_of(release: str) -> str:
+        record = json.loads(container.sh(
+            f"cat {APP_ROOT}/releases/{release}/.slipway-release.json").stdout)
+        return Path(record["wheelhouse"]).name
+
+    first = wheelhouse_of(current_release(container))
+    assert first in wheelhouses() and first in build_cache()
+    older = [name for name in container.sh(f"ls {APP_ROOT}/releases").stdout.split()
+              if name != current_release(container)]
+    releases = []
+    # Each a new dependency tree (a pin more), so a new wheelhouse; keep 1: the current release
+    # and the last good one stay.
+    for version, pin in (("4", "markupsafe==3.0.3"), ("5", "blinker==1.9.0")):
+        source = write_app(work / "src", version)
+        (source / "requirements.txt").write_text(REQUIREMENTS + pin + "\n")
+        play(container, release_play(source, work / "cache", keep=1))
+        releases.append(current_release(container))
+        assert get(port)[1]["version"] == version
+    keys = [wheelhouse_of(release) for release in releases]
+    assert len({first, *keys}) == 3
+    assert sorted(container.sh(f"ls {APP_ROOT}/releases").stdout.split()) == sorted(releases)
+    assert not set(older) & set(releases)
+    assert wheelhouses() == sorted(keys)
+    assert build_cache() == sorted(keys)
 
 
 # The collection's namespace is slipway.django: apart from it, Django is only named in the role's

@@ -18,6 +18,7 @@ VARIABLES = {
     "ansible_managed": "managed", "release_name": "shop", "release_user": "shop",
     "release_group": "shop",
     "release_root": "/srv/shop", "release_log_dir": "/var/log/shop",
+    "release_env_file": "/srv/shop/shared/.env",
     "release_shared_dirs": [{"path": "shared/media"}],
 }
 

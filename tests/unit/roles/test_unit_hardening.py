@@ -29,7 +29,8 @@ APP = {
     "__app_backup_copy": {},
     # The release role's names of the same (its defaults read the app role's).
     "release_name": "shop", "release_user": "shop", "release_group": "shop",
-    "release_root": "/srv/shop", "release_log_dir": "/var/log/shop", "release_server": "gunicorn",
+    "release_root": "/srv/shop", "release_log_dir": "/var/log/shop",
+    "release_env_file": "/srv/shop/shared/.env", "release_server": "gunicorn",
     "release_server_workers": 3, "release_server_threads": 1, "release_server_timeout": 30,
     "release_server_graceful_timeout": 30, "release_server_max_requests": 2000,
     "release_wsgi_application": "config.wsgi:application",
