@@ -251,8 +251,9 @@ def test_pruning_takes_old_releases_their_wheelhouses_and_the_build_caches_copie
         return sorted(container.sh(f"ls {APP_ROOT}/shared/wheelhouse").stdout.split())
 
     def build_cache() -> list[str]:
+        # (Beside the archives: the build's own virtualenv, buildenv-PYTHON.)
         names = container.sh(f"ls /var/cache/slipway/{NAME}/wheelhouse").stdout.split()
-        return sorted(name.removesuffix(".tar") for name in names)
+        return sorted(name.removesuffix(".tar") for name in names if name.endswith(".tar"))
 
     def wheelhouse_of(release: str) -> str:
         record = json.loads(container.sh(
