@@ -111,6 +111,27 @@ def test_code_and_configuration_are_not_writable_by_the_console(host):
     assert result.rc != 0
 
 
+def test_the_release_is_the_release_roles_recorded_with_its_wheelhouse_and_nothing_else(host):
+    """The release role built it: its record, the collection under collections/, the wheels in
+    shared/wheelhouse (slipway-tools built from the collection among them), and in the build
+    cache only the archive of the wheelhouse the release uses."""
+    release = host.file(f"{ROOT}/current").linked_to
+    record = json.loads(host.file(f"{release}/.slipway-release.json").content_string)
+    assert record["release_id"] == Path(release).name
+    assert record["dependencies"] == "requirements"
+    assert host.file(f"{release}/collections/ansible_collections/slipway/django/galaxy.yml").exists
+    wheelhouse = host.file(record["wheelhouse"])
+    assert wheelhouse.is_directory and wheelhouse.path.startswith(f"{ROOT}/shared/wheelhouse/")
+    assert any(name.startswith("slipway_tools-") for name in wheelhouse.listdir())
+    assert host.file(f"{ROOT}/shared/wheelhouse").listdir() == [Path(record["wheelhouse"]).name]
+    archives = [name for name in host.file("/var/cache/slipway/console/wheelhouse").listdir()
+                if name.endswith(".tar")]
+    assert archives == [Path(record["wheelhouse"]).name + ".tar"]
+    imports = host.run(f"{release}/venv/bin/python -c "
+                       "'import ansible, ansible_runner, slipway.console'")
+    assert imports.rc == 0, imports.stderr
+
+
 def test_plain_http_redirects_to_https(host):
     response = http(host, "/login", https=False)
     assert response["status"] == 301
