@@ -49,7 +49,10 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     "frontend.yml": "build",
     "layout.yml": "build",
     "build.yml": "build",
+    "install.yml": "build",
     "config.yml": "build",
+    "env.yml": "build",
+    "env_check.yml": "build",
     "django.yml": "build",
     "static.yml": "build",
     "files_nginx.yml": "build",
@@ -67,6 +70,7 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     # switch (per host, batch by batch): units, the current symlink, the switch back
     "units.yml": "switch",
     "switch.yml": "switch",
+    "current.yml": "switch",
     "switch_back.yml": "switch",
     "rollback_switch.yml": "switch",
     # health: the health gate after the switch
@@ -74,6 +78,7 @@ TASK_FILE_PHASES: Mapping[str, str] = {
     # cleanup: record the release, prune old ones, release the lock
     "record.yml": "cleanup",
     "release.yml": "cleanup",
+    "prune.yml": "cleanup",
     "rollback_finish.yml": "cleanup",
     "rollback_database.yml": "cleanup",
     "unlock.yml": "cleanup",
