@@ -119,7 +119,8 @@ def test_the_release_is_the_release_roles_recorded_with_its_wheelhouse_and_nothi
     record = json.loads(host.file(f"{release}/.slipway-release.json").content_string)
     assert record["release_id"] == Path(release).name
     assert record["dependencies"] == "requirements"
-    assert host.file(f"{release}/collections/ansible_collections/slipway/django/galaxy.yml").exists
+    collection = f"{release}/collections/ansible_collections/slipway/django"
+    assert host.file(f"{collection}/roles/console/files/requirements.txt").exists
     wheelhouse = host.file(record["wheelhouse"])
     assert wheelhouse.is_directory and wheelhouse.path.startswith(f"{ROOT}/shared/wheelhouse/")
     assert any(name.startswith("slipway_tools-") for name in wheelhouse.listdir())
